@@ -1,0 +1,1 @@
+"""Kernel sources, trees, configs and builds for ltsp-mosix."""

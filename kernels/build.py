@@ -1,0 +1,131 @@
+"""Build one variant: make (with ccache/distcc, fixed timestamp, user and
+host), then collect bzImage, System.map, .config, the log and a JSON record
+under build/<line>/variants/<variant>/out/, renamed into place at the end."""
+import json
+import os
+import shutil
+import time
+import tomllib
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kernels import kconfig, matrix, paths, toolchain, tree
+from kernels.errors import UserError
+from kernels.fragments import read_config_values
+from kernels.runner import run_logged
+from kernels.tree import sha256_file
+
+BUILD_USER = "ltsp-mosix"
+BUILD_HOST = "ltsp-mosix"
+SHIMS = paths.PROJECT_ROOT / "kernels" / "shims"
+
+
+def out_dir(line, variant) -> Path:
+    return paths.variant_dir(line.name, variant.name) / "out"
+
+
+def source_date_epoch(line) -> int:
+    return int(os.environ.get("SOURCE_DATE_EPOCH", line.source_date_epoch))
+
+
+def reproducible_env(line) -> dict[str, str]:
+    epoch = source_date_epoch(line)
+    stamp = datetime.fromtimestamp(epoch, timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y")
+    env = toolchain.build_env()
+    env.update(SOURCE_DATE_EPOCH=str(epoch), KBUILD_BUILD_TIMESTAMP=stamp,
+               KBUILD_BUILD_USER=BUILD_USER, KBUILD_BUILD_HOST=BUILD_HOST,
+               KBUILD_BUILD_VERSION="1", LC_ALL="C", TZ="UTC")
+    if line.config_system == "cml1":
+        # 2.4's Makefile runs date/whoami/hostname/domainname itself: the
+        # shims answer from SOURCE_DATE_EPOCH and the fixed names.
+        env["PATH"] = f"{SHIMS}:{env['PATH']}"
+    return env
+
+
+def build(line, variant) -> dict:
+    chain = toolchain.for_line(line)
+    chain.check()
+    label = f"kernel:{variant.name}"
+    workdir = paths.variant_dir(line.name, variant.name)
+    log = workdir / "build.log"
+    log.write_text("")
+    env = reproducible_env(line)
+    jobs = f"-j{toolchain.parallel_jobs()}"
+    objdir = tree.object_dir(line, variant)
+    if line.config_system == "cml1":
+        _seed_version_counter(objdir)
+    start = time.monotonic()
+    stages = ["dep", "bzImage"] if line.config_system == "cml1" else ["bzImage"]
+    if read_config_values(objdir / ".config").get("CONFIG_MODULES") == "y":
+        stages.append("modules")
+    for stage in stages:
+        run_logged(kconfig.make_argv(line, variant, jobs, stage), cwd=objdir, env=env, log=log,
+                   label=label, stage=f"make {stage}")
+    seconds = round(time.monotonic() - start, 1)
+    verify_nic_drivers(variant, objdir / ".config", objdir / "System.map")
+    return _collect(line, variant, objdir, log, seconds, chain)
+
+
+def _seed_version_counter(objdir: Path) -> None:
+    """2.4 bumps .version on every link; start it at 0 so the build is #1."""
+    (objdir / ".version").write_text("0\n")
+
+
+def nic_probes() -> dict[str, str]:
+    with (matrix.configs_dir() / "nic" / "probes.toml").open("rb") as handle:
+        return tomllib.load(handle)["drivers"]
+
+
+def verify_nic_drivers(variant, config: Path, system_map: Path) -> dict[str, bool]:
+    """Each driver's probe symbol is in System.map exactly when the config
+    builds the driver in: a NIC-specific kernel carries its driver only."""
+    values = read_config_values(config)
+    symbols = {line.split()[-1] for line in system_map.read_text().splitlines() if line.strip()}
+    found, wrong = {}, []
+    for option, symbol in nic_probes().items():
+        wanted = values.get(option) == "y"
+        found[option] = symbol in symbols
+        if wanted != found[option]:
+            wrong.append(f"  {option}={'y' if wanted else 'not set'} but {symbol} "
+                         f"{'absent from' if wanted else 'present in'} System.map")
+    if wrong:
+        raise UserError(f"kernel:{variant.name}: NIC drivers do not match the config\n" + "\n".join(wrong))
+    return found
+
+
+def _collect(line, variant, objdir: Path, log: Path, seconds: float, chain) -> dict:
+    out = out_dir(line, variant)
+    staging = out.with_name("out.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    image = objdir / line.image
+    if not image.is_file():
+        raise UserError(f"kernel:{variant.name}: make finished but {image} is missing (log: {log})")
+    for src, name in ((image, "bzImage"), (objdir / "System.map", "System.map"),
+                      (objdir / ".config", "config"), (log, "build.log")):
+        shutil.copyfile(src, staging / name)
+    record = build_record(line, variant, staging, seconds, chain)
+    (staging / "build.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(staging, out)
+    print(f"[kernel:{variant.name}] bzImage {record['bzImage']['size']} bytes in {seconds}s "
+          f"sha256 {record['bzImage']['sha256'][:16]}…  -> {out}", flush=True)
+    return record
+
+
+def build_record(line, variant, out: Path, seconds: float, chain) -> dict:
+    provenance = tree.read_provenance(line)
+    return {
+        "line": line.name, "kernel": line.kernel, "variant": variant.name,
+        "cpu": variant.cpu, "nic_profile": variant.nic,
+        "source": "verified" if provenance.verified else tree.UNVERIFIED,
+        "sources": list(provenance.sources),
+        "override": provenance.override,
+        "patches": list(provenance.patches),
+        "config_sha256": sha256_file(out / "config"),
+        "bzImage": {"sha256": sha256_file(out / "bzImage"), "size": (out / "bzImage").stat().st_size},
+        "toolchain": {"name": chain.name, "make_vars": list(chain.make_vars), **chain.versions()},
+        "source_date_epoch": source_date_epoch(line),
+        "build_user": BUILD_USER, "build_host": BUILD_HOST,
+        "build_seconds": seconds,
+    }

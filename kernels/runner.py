@@ -1,0 +1,56 @@
+"""Run a long command (make, patch) with its full output in a log file and
+a short progress line on the terminal: task, stage, elapsed seconds and the
+last thing make did.  On failure the last error lines and the log path are
+part of the error, so nobody has to dig for them."""
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from kernels.errors import InfraError, UserError
+
+PROGRESS_EVERY = 10.0   # seconds between progress lines
+ERROR_WORDS = ("error", "Error", "ERROR", "failed", "FAILED", "No rule", "undefined reference")
+
+
+def run_logged(argv: list[str], *, log: Path, label: str, stage: str, cwd: Path | None = None,
+               env: dict | None = None, stdin=subprocess.DEVNULL, quiet: bool = False,
+               error_class=UserError) -> float:
+    """Run argv; append its output to `log`; return elapsed seconds."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    last_print = start
+    tail: list[str] = []
+    try:
+        process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, errors="replace")
+    except FileNotFoundError:
+        raise InfraError(f"{label}: cannot run {argv[0]!r}: not installed") from None
+    with log.open("a") as out:
+        out.write(f"$ {' '.join(argv)}\n")
+        for line in process.stdout:
+            out.write(line)
+            tail = (tail + [line.rstrip()])[-200:]
+            now = time.monotonic()
+            if not quiet and now - last_print >= PROGRESS_EVERY:
+                _progress(label, stage, now - start, line.strip())
+                last_print = now
+        code = process.wait()
+        out.write(f"# exit {code} after {time.monotonic() - start:.1f}s\n")
+    elapsed = time.monotonic() - start
+    if code != 0:
+        raise error_class(f"{label}: {stage} failed (exit {code}) after {elapsed:.0f}s\n"
+                          f"{_error_excerpt(tail)}\nfull log: {log}")
+    if not quiet:
+        _progress(label, f"{stage} done", elapsed, "")
+    return elapsed
+
+
+def _progress(label: str, stage: str, elapsed: float, detail: str) -> None:
+    print(f"[{label}] {stage:<18} {elapsed:6.0f}s  {detail[:70]}", file=sys.stderr, flush=True)
+
+
+def _error_excerpt(tail: list[str], keep: int = 15) -> str:
+    errors = [line for line in tail if any(word in line for word in ERROR_WORDS)]
+    chosen = errors[-keep:] if errors else tail[-keep:]
+    return "\n".join("  " + line for line in chosen)

@@ -1,0 +1,207 @@
+"""One prepared tree per line: verified sources unpacked (or a local
+override copied), the upstream patch (Mosix/openMosix) and then the
+project's series applied.  Variants reuse it: O= builds for kbuild, cheap
+hard-link copies for 2.4 (no O= support)."""
+import bz2
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from kernels import paths
+from kernels.errors import UserError
+from kernels.runner import run_logged
+
+UNVERIFIED = "unverified source"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a prepared tree came from: goes into every build record."""
+    sources: tuple[dict, ...]       # name, file, sha256, trust
+    patches: tuple[dict, ...]       # name, sha256
+    override: str | None = None     # local source dir, if any
+
+    @property
+    def verified(self) -> bool:
+        return self.override is None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def override_var(line_name: str) -> str:
+    return "LTSP_MOSIX_OVERRIDE_" + re.sub(r"[^A-Z0-9]", "_", line_name.upper())
+
+
+def override_dir(line) -> Path | None:
+    """Like Buildroot's <PKG>_OVERRIDE_SRCDIR: build from an unpacked tree."""
+    value = os.environ.get(override_var(line.name))
+    if not value:
+        return None
+    tree = Path(value).resolve()
+    if not (tree / "Makefile").is_file():
+        raise UserError(f"{override_var(line.name)}={value}: not a kernel tree (no Makefile)")
+    return tree
+
+
+def src_dir(line) -> Path:
+    return paths.line_dir(line.name) / "src"
+
+
+def stamp_path(line) -> Path:
+    return paths.line_dir(line.name) / "prepared.json"
+
+
+def series(line) -> list[Path]:
+    """The project's patches in order; a listed patch that is missing, or a
+    patch file that the series does not list, is an error (a release must
+    never ship an unknown series)."""
+    if line.series_file is None:
+        return []
+    if not line.series_file.is_file():
+        raise UserError(f"line {line.name}: series file {line.series_file} is missing")
+    folder = line.series_file.parent
+    names = [entry.split("#")[0].strip() for entry in line.series_file.read_text().splitlines()]
+    names = [name for name in names if name]
+    patches = []
+    for name in names:
+        patch = folder / name
+        if not patch.is_file():
+            raise UserError(f"{line.series_file}: lists {name}, which does not exist")
+        patches.append(patch)
+    unlisted = sorted(p.name for p in folder.glob("*.patch") if p.name not in names)
+    if unlisted:
+        raise UserError(f"{folder}: patches not in the series file: {', '.join(unlisted)}")
+    return patches
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def prepare(line, *, fetched: dict | None = None, log: Path | None = None) -> Provenance:
+    """Build src/ for the line and write prepared.json.  `fetched` maps a
+    source name to its kernels.fetch.FetchResult (absent with an override)."""
+    if line.unsupported:
+        raise UserError(f"line {line.name} cannot be built here: {line.unsupported}")
+    log = log or paths.line_dir(line.name) / "prepare.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    override = override_dir(line)
+    patches = series(line)
+    staging = paths.line_dir(line.name) / "src.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    if override:
+        print(f"[prepare {line.name}] copying local override {override} ({UNVERIFIED})", flush=True)
+        subprocess.run(["cp", "-a", "--reflink=auto", f"{override}/.", str(staging)], check=True)
+        sources = ({"name": line.kernel_source.name, "file": str(override), "sha256": None,
+                    "trust": f"{UNVERIFIED}: local override {override_var(line.name)}"},)
+    else:
+        from kernels.unpack import safe_extract
+        kernel = fetched[line.kernel_source.name]
+        print(f"[prepare {line.name}] unpacking {kernel.path.name}", flush=True)
+        safe_extract(kernel.path, staging, strip_components=1)
+        sources = tuple({"name": name, "file": result.path.name, "sha256": result.sha256,
+                         "trust": result.trust} for name, result in sorted(fetched.items()))
+        for source in line.patch_sources:
+            apply_patch(staging, _patch_text_path(fetched[source.name].path, staging),
+                        label=f"{line.name}: upstream {source.file}", log=log)
+    for patch in patches:
+        apply_patch(staging, patch, label=f"{line.name}: {patch.name}", log=log)
+    provenance = Provenance(sources=sources,
+                            patches=tuple({"name": p.name, "sha256": sha256_file(p)} for p in patches),
+                            override=str(override) if override else None)
+    target = src_dir(line)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+    paths.atomic_write_text(stamp_path(line), json.dumps(provenance.as_dict(), indent=2) + "\n")
+    return provenance
+
+
+def read_provenance(line) -> Provenance:
+    data = json.loads(stamp_path(line).read_text())
+    return Provenance(sources=tuple(data["sources"]), patches=tuple(data["patches"]),
+                      override=data["override"])
+
+
+def _patch_text_path(archive: Path, workdir: Path) -> Path:
+    """Upstream patches ship compressed (openMosix-2.4.22-2.bz2)."""
+    opener = {".bz2": bz2.open, ".gz": gzip.open}.get(archive.suffix)
+    if opener is None:
+        return archive
+    plain = workdir.parent / (archive.stem + ".patch")
+    with opener(archive, "rb") as packed, plain.open("wb") as out:
+        shutil.copyfileobj(packed, out)
+    return plain
+
+
+def apply_patch(tree: Path, patch: Path, *, label: str, log: Path) -> str:
+    """Apply one patch with -p1; "applied" or "already applied".  A series
+    that is already in the tree (e.g. an override tree that carries it) is
+    detected by a clean reverse dry run and not applied twice."""
+    forward = _patch(tree, patch, "--dry-run")
+    if forward.returncode == 0:
+        run_logged(["patch", "-p1", "--forward", "--batch", "-i", str(patch)], cwd=tree, log=log,
+                   label=label, stage="patch", quiet=True)
+        return "applied"
+    if _patch(tree, patch, "--dry-run", "--reverse").returncode == 0:
+        with log.open("a") as out:
+            out.write(f"# {patch.name}: already applied, skipped\n")
+        print(f"[{label}] already applied, skipped", flush=True)
+        return "already applied"
+    raise UserError(f"{label}: patch {patch} does not apply:\n{_failed_hunks(forward.stdout)}")
+
+
+def _patch(tree: Path, patch: Path, *flags: str) -> subprocess.CompletedProcess:
+    # --forward refuses reversed hunks, --batch never asks, -t no questions
+    return subprocess.run(["patch", "-p1", "--forward", "--batch", *flags, "-i", str(patch)],
+                          cwd=tree, capture_output=True, text=True)
+
+
+def _failed_hunks(output: str) -> str:
+    """'patching file X' followed by 'Hunk #N FAILED at L.' -> 'X: hunk #N (line L)'."""
+    current, failures = "?", []
+    for line in output.splitlines():
+        if line.startswith(("patching file ", "checking file ")):
+            current = line.split(" file ", 1)[1].strip("'")
+        elif match := re.search(r"Hunk #(\d+) FAILED at (\d+)", line):
+            failures.append(f"  {current}: hunk #{match.group(1)} FAILED (at line {match.group(2)})")
+        elif "can't find file to patch" in line or "No file to patch" in line:
+            failures.append(f"  {current}: file not found in the tree")
+    return "\n".join(failures) or output.strip()[-800:]
+
+
+def variant_tree(line, variant) -> Path:
+    """Where make runs for a variant.  kbuild: the shared src with an O=
+    object dir.  CML1 (2.4 has no O=): a hard-link copy of src; make
+    replaces files rather than writing into them, so src stays pristine."""
+    workdir = paths.variant_dir(line.name, variant.name)
+    if line.config_system == "kconfig":
+        return src_dir(line)
+    tree = workdir / "tree"
+    stamp = workdir / "tree.from"
+    source_id = stamp_path(line).read_text()
+    if tree.is_dir() and stamp.is_file() and stamp.read_text() == source_id:
+        return tree
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-al", str(src_dir(line)), str(tree)], check=True)
+    paths.atomic_write_text(stamp, source_id)
+    return tree
+
+
+def object_dir(line, variant) -> Path:
+    """The directory holding .config and the build products."""
+    if line.config_system == "kconfig":
+        return paths.variant_dir(line.name, variant.name) / "obj"
+    return variant_tree(line, variant)

@@ -1,0 +1,91 @@
+"""Shared fixtures: an isolated build/download/configs area per test, the
+fake 2.4 tree, and (session-wide) a real 6.1 kernel built through doit."""
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+FIXTURES = ROOT / "tests" / "fixtures"
+DOIT = [sys.executable, "-m", "doit"]
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """Build and download dirs, and a copy of configs/ and patches/ that a
+    test may edit, all under tmp_path."""
+    configs = tmp_path / "configs"
+    patches = tmp_path / "patches"
+    shutil.copytree(ROOT / "configs", configs)
+    shutil.copytree(ROOT / "patches", patches)
+    monkeypatch.setenv("LTSP_MOSIX_CONFIGS", str(configs))
+    monkeypatch.setenv("LTSP_MOSIX_PATCHES", str(patches))
+    monkeypatch.setenv("LTSP_MOSIX_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.setenv("LTSP_MOSIX_DL_DIR", str(tmp_path / "dl"))
+    return tmp_path
+
+
+FAKE24_LINE = textwrap.dedent("""\
+    description = "fake 2.4 line for tests"
+    kernel = "2.4.99"
+    config_system = "cml1"
+    arch = "i386"
+    base_defconfig = "arch/i386/defconfig"
+    base_config = "linux-2.4.22.config"
+    invariants = "{invariants}"
+    toolchain = "gcc-m32-2.4"
+    image = "arch/i386/boot/bzImage"
+    package_name = "ltsp_fake"
+    default_variant = "pentium"
+    initrd_format = "ext2"
+    patches = "fake24"
+    source_date_epoch = 1061769600
+
+    [[sources]]
+    name = "linux"
+    role = "kernel"
+    file = "linux-2.4.99.tar.bz2"
+    urls = ["http://127.0.0.1:9/linux-2.4.99.tar.bz2"]
+    """)
+
+
+@pytest.fixture
+def fake24(isolated, monkeypatch):
+    """A line 'fake24' built from tests/fixtures/fake24 through the local
+    source override; its series starts empty (tests add patches)."""
+    def make(invariants="none.config"):
+        (isolated / "configs" / "lines" / "fake24.toml").write_text(
+            FAKE24_LINE.format(invariants=invariants))
+        (isolated / "configs" / "lines" / "fake24.hash").write_text("# none\n")
+        (isolated / "patches" / "fake24").mkdir(exist_ok=True)
+        (isolated / "patches" / "fake24" / "series").touch()
+        monkeypatch.setenv("LTSP_MOSIX_OVERRIDE_FAKE24", str(FIXTURES / "fake24"))
+        from kernels import matrix
+        return matrix.load_line("fake24")
+    return make
+
+
+def run_doit(*args, env=None, check=True, cwd=ROOT, timeout=3000):
+    result = subprocess.run(DOIT + list(args), cwd=cwd, env=env or dict(os.environ),
+                            capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"doit {' '.join(args)} failed ({result.returncode}):\n"
+                             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def kernel_61():
+    """The default 6.1 variant built for real through `doit kernel:pentium`
+    in the project's build dir (shared with the README's main command)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LTSP_MOSIX_")}
+    run_doit("line=linux-6.1", "kernel:pentium", env=env)
+    from kernels import paths
+    image = paths.PROJECT_ROOT / "build" / "linux-6.1" / "variants" / "pentium" / "out" / "bzImage"
+    assert image.is_file()
+    return image
