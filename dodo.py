@@ -19,7 +19,23 @@ def _load_line():
         sys.exit(2)
 
 
+VARIANT_TASKS = ("config", "kernel", "boot-test")
+
+
+def _check_requested_variants(line):
+    """`doit kernel:k6` would get doit's generic "not a task" answer; name
+    the valid variants instead."""
+    valid = {v.name for v in line.variants()}
+    for arg in sys.argv[1:]:
+        task, _, variant = arg.partition(":")
+        if task in VARIANT_TASKS and variant and variant not in valid:
+            print(f"user error: unknown variant {variant!r} for line {line.name}; "
+                  f"valid variants: {', '.join(sorted(valid))}", file=sys.stderr)
+            sys.exit(2)
+
+
 LINE = _load_line()
+_check_requested_variants(LINE)
 DOIT_CONFIG = {
     "default_tasks": [f"kernel:{LINE.default_variant}"],
     "verbosity": 2,

@@ -52,6 +52,7 @@ def build(line, variant) -> dict:
     env = reproducible_env(line)
     jobs = f"-j{toolchain.parallel_jobs()}"
     objdir = tree.object_dir(line, variant)
+    _install_config(line, variant, objdir)
     if line.config_system == "cml1":
         _seed_version_counter(objdir)
     start = time.monotonic()
@@ -64,6 +65,19 @@ def build(line, variant) -> dict:
     seconds = round(time.monotonic() - start, 1)
     verify_nic_drivers(variant, objdir / ".config", objdir / "System.map")
     return _collect(line, variant, objdir, log, seconds, chain)
+
+
+def _install_config(line, variant, objdir: Path) -> None:
+    """The audited config is the truth: put it back if the object dir was
+    cleaned or its .config differs (make would otherwise silently rebuild
+    from something else)."""
+    final = kconfig.final_config_path(line, variant)
+    if not final.is_file():
+        raise UserError(f"kernel:{variant.name}: no final config at {final} (run doit config:{variant.name})")
+    dot_config = objdir / ".config"
+    objdir.mkdir(parents=True, exist_ok=True)
+    if not dot_config.is_file() or dot_config.read_bytes() != final.read_bytes():
+        shutil.copyfile(final, dot_config)
 
 
 def _seed_version_counter(objdir: Path) -> None:

@@ -1,0 +1,118 @@
+"""Real Linux 6.1 builds through doit: records, NIC proof, no-op speed
+path, reproducibility, distcc."""
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from kernels import build, matrix, toolchain
+from kernels.build import nic_probes
+from tests.conftest import ROOT, run_doit
+
+pytestmark = pytest.mark.e2e
+LINE_DIR = ROOT / "build" / "linux-6.1"
+
+
+def project_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LTSP_MOSIX_")}
+    env.update(extra)
+    return env
+
+
+def map_symbols(system_map):
+    return {line.split()[-1] for line in system_map.read_text().splitlines() if line.strip()}
+
+
+def test_build_outputs_and_record(kernel_61):
+    out = kernel_61.parent
+    assert {p.name for p in out.iterdir()} >= {"bzImage", "System.map", "config", "build.log", "build.json"}
+    record = json.loads((out / "build.json").read_text())
+    assert record["line"] == "linux-6.1" and record["variant"] == "pentium"
+    assert record["source"] == "verified"
+    (source,) = record["sources"]
+    assert source["file"] == "linux-source-6.1.tar.xz" and len(source["sha256"]) == 64
+    assert "debian package linux-source-6.1" in source["trust"]
+    assert record["toolchain"]["gcc"].startswith("gcc")
+    assert record["source_date_epoch"] == 1670792400 and record["build_seconds"] > 0
+    header = kernel_61.read_bytes()[0x202:0x206]
+    assert header == b"HdrS", "a real bzImage with a boot protocol header"
+    assert map_symbols(out / "System.map") >= set(nic_probes().values())
+
+
+def test_noop_rebuild_does_not_run_make(kernel_61):
+    started = time.monotonic()
+    result = run_doit("kernel:pentium", env=project_env())
+    elapsed = time.monotonic() - started
+    assert "-- kernel:pentium" in result.stdout, result.stdout
+    assert "make bzImage" not in result.stdout + result.stderr
+    print(f"no-op doit kernel:pentium: {elapsed:.2f}s")
+
+
+def test_nic_specific_kernel_carries_only_its_driver(kernel_61):
+    run_doit("kernel:pentium-epic100", env=project_env())
+    symbols = map_symbols(LINE_DIR / "variants" / "pentium-epic100" / "out" / "System.map")
+    probes = nic_probes()
+    assert probes["CONFIG_EPIC100"] in symbols
+    assert not symbols & {probes[o] for o in probes if o != "CONFIG_EPIC100"}
+
+
+def test_two_clean_builds_give_the_same_bzimage(kernel_61, tmp_path):
+    """The second build runs without ccache in a fresh build dir sharing
+    only the prepared source tree: the bytes must match."""
+    other = tmp_path / "build"
+    (other / "linux-6.1").mkdir(parents=True)
+    (other / "linux-6.1" / "src").symlink_to(LINE_DIR / "src")
+    shutil.copy(LINE_DIR / "prepared.json", other / "linux-6.1" / "prepared.json")
+    run_doit("kernel:pentium", env=project_env(LTSP_MOSIX_BUILD_DIR=str(other), LTSP_MOSIX_CCACHE="0"))
+    second = other / "linux-6.1" / "variants" / "pentium" / "out" / "bzImage"
+    first_sha = build.sha256_file(kernel_61)
+    assert build.sha256_file(second) == first_sha
+    print(f"two clean builds of pentium: sha256 {first_sha}")
+
+
+def test_unknown_variant_lists_the_valid_ones():
+    result = run_doit("kernel:k6", env=project_env(), check=False)
+    assert result.returncode == 2
+    assert "unknown variant 'k6' for line linux-6.1; valid variants: athlon" in result.stderr
+
+
+def free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.skipif(shutil.which("distccd") is None, reason="distccd not installed (Debian package distcc)")
+def test_distcc_compiles_kernel_objects_on_a_real_distccd(kernel_61, tmp_path, monkeypatch):
+    """DISTCC_HOSTS switches the build to distcc: a real distccd on
+    127.0.0.1 receives the kernel's compile jobs."""
+    port = free_port()
+    log = tmp_path / "distccd.log"
+    daemon = subprocess.Popen(["distccd", "--no-detach", "--daemon", "--allow", "127.0.0.1",
+                               "--listen", "127.0.0.1", "--port", str(port), "--log-file", str(log),
+                               "--log-level", "info", "--jobs", "2"])
+    try:
+        time.sleep(1)
+        monkeypatch.setenv("DISTCC_HOSTS", f"127.0.0.1:{port}/2")
+        monkeypatch.setenv("DISTCC_FALLBACK", "0")      # fail rather than compile locally
+        monkeypatch.setenv("CCACHE_DIR", str(tmp_path / "ccache"))    # cold: every object misses
+        line = matrix.load_line("linux-6.1")
+        variant = line.variant("pentium")
+        chain = toolchain.for_line(line)
+        assert any(v.startswith("CC=") and "gcc" in v for v in chain.make_vars)
+        objdir = LINE_DIR / "variants" / "pentium" / "obj"
+        targets = ["lib/ctype.o", "lib/cmdline.o", "lib/bcd.o"]
+        for target in targets:
+            (objdir / target).unlink(missing_ok=True)
+        argv = ["make", *chain.make_vars, "-C", str(LINE_DIR / "src"), f"O={objdir}", *targets]
+        result = subprocess.run(argv, env=build.reproducible_env(line), capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        served = log.read_text()
+        assert served.count("COMPILE_OK") >= len(targets), served[-2000:]
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
