@@ -10,8 +10,8 @@
      (target: at least 3x faster).
 
 Usage: .venv/bin/python bench/build_bench.py [--variant athlon] [--second p4]
-Needs the linux-6.1 tree prepared (`doit prepare`).  Uses its own build and
-ccache dirs under build/bench/, sharing only the prepared source tree."""
+Uses its own build dir (its own prepared tree) and ccache dir under
+build/bench/."""
 import argparse
 import os
 import shutil
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SRC = ROOT / "build" / "linux-6.1" / "src"
+SRC = ROOT / "build" / "bench" / "build" / "linux-6.1" / "src"
 BENCH = ROOT / "build" / "bench"
 
 
@@ -44,14 +44,9 @@ def doit(*args, **extra) -> tuple[float, str]:
 
 
 def setup() -> None:
-    if not (SRC / "Makefile").is_file():
-        sys.exit("prepare the tree first: .venv/bin/doit prepare")
     shutil.rmtree(BENCH, ignore_errors=True)
-    line_dir = BENCH / "build" / "linux-6.1"
-    line_dir.mkdir(parents=True)
-    (line_dir / "src").symlink_to(SRC)
-    shutil.copy(SRC.parent / "prepared.json", line_dir / "prepared.json")
     shutil.copytree(ROOT / "configs", BENCH / "configs")
+    doit("prepare")
 
 
 def variant_obj(variant: str) -> Path:

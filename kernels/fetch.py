@@ -1,0 +1,322 @@
+"""Get a line's source into the download dir, verified, or refuse.
+
+trust = "pinned": the sha256 in configs/lines/<line>.hash is required, and
+checked before the file gets its real name in the download dir; when the
+line names a signature, it is checked too (a revoked key, if accepted, is a
+warning, never a replacement for the pin).  An unpinned source is refused
+before any network request; `pin_source` is the deliberate way to pin one.
+
+trust = "debian-package": the file was installed (and verified) by apt;
+`dpkg --verify` re-checks it, and its sha256 and the package version are
+recorded, not pinned.  It is used in place, not copied.
+
+The verification cache: a cached file is re-checked on every call, but
+hashing a few hundred MB each time would make a no-op `doit fetch` slow.
+So after a full check, `<file>.verified` (JSON, beside the file) records the
+file's size, mtime, ctime and inode, the pinned sha256 and the signature
+settings it was checked against.  While all of these still match, the check
+is not repeated; any change to the file, its pin or its signature settings
+forces a full re-hash.  The sidecar is a cache of our own check, not a trust
+anchor: to force a full re-check, delete the `*.verified` files.
+"""
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from kernels import hashes, signature
+from kernels.download import DownloadError, download, download_from
+from kernels.errors import InfraError, UserError, VerificationError
+from kernels.paths import PROJECT_ROOT, atomic_write_text
+from kernels.sources import Source
+
+NO_SIGNATURE = "no signature published"
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    path: Path
+    sha256: str
+    trust: str                          # one line, for build records
+    package_version: str | None = None  # trust = "debian-package" only
+
+
+def fetch_source(source: Source, *, hash_file: Path, keys_dir: Path, dl: Path,
+                 offline: bool = False, progress: bool = True,
+                 **download_options) -> FetchResult:
+    """The verified source file.  `download_options` (timeout, retries,
+    backoff) go to kernels.download.download."""
+    if source.trust == "debian-package":
+        return fetch_debian_package(source)
+    _require_known_trust(source)
+    pinned = hashes.require_pinned(hash_file, source.file, source.name, source.line)
+    if source.signature:
+        signature.check_keys_available(source.signature, keys_dir)
+    dest = Path(dl) / source.file
+    if offline:
+        download(source.all_urls, dest, offline=True)   # raises when not cached
+    cached = _reuse_cached(source, dest, pinned, hash_file, keys_dir, offline, download_options)
+    if cached:
+        return cached
+    return _download_verified(source, dest, pinned, hash_file, keys_dir, progress,
+                              download_options)
+
+
+def pin_source(source: Source, hash_file: Path, dl: Path, *, keys_dir: Path,
+               offline: bool = False, progress: bool = True, **download_options) -> FetchResult:
+    """Download without a pin (any md5 already recorded and the signature,
+    when the line names one, are still checked), then pin its sha256 with a
+    comment saying who, when and from where.  An already pinned source is
+    just fetched and verified."""
+    if source.trust == "debian-package":
+        raise UserError(f"source {source.name} of line {source.line} is trusted through the "
+                        f"Debian package {source.package}; it is recorded, never pinned")
+    _require_known_trust(source)
+    if hashes.pinned_sha256(hash_file, source.file):
+        return fetch_source(source, hash_file=hash_file, keys_dir=keys_dir, dl=dl,
+                            offline=offline, progress=progress, **download_options)
+    if source.signature:
+        signature.check_keys_available(source.signature, keys_dir)
+    dest = Path(dl) / source.file
+    sig_path, sig_is_new = _signature_file(source, Path(dl), offline, download_options,
+                                           refresh=not offline)
+    outcome: dict = {}
+    verify = _verifier(source, hash_file, keys_dir, sig_path, outcome, require_pin=False)
+    downloaded = False
+    try:
+        path, origin = download_from(source.all_urls, dest, verify=verify, offline=offline,
+                                     progress=progress, **download_options)
+        downloaded = not offline
+        if offline:
+            verify(path)    # the offline path returns the cached file unchecked
+        how = "taken from" if offline else "downloaded from"
+        comment = f"{how} {origin}; {outcome['signature']}"
+        hashes.pin(hash_file, source.file, outcome["sha256"], comment)
+    except Exception:
+        if sig_is_new:
+            sig_path.unlink(missing_ok=True)
+        if downloaded:
+            dest.unlink(missing_ok=True)   # never leave an unpinned download behind
+        raise
+    trust = f"sha256 pinned in {_shown(hash_file)} just now; {outcome['signature']}"
+    _write_sidecar(dest, _sidecar_key(dest, outcome["sha256"], source), trust)
+    return FetchResult(dest, outcome["sha256"], trust)
+
+
+def _require_known_trust(source: Source) -> None:
+    if source.trust != "pinned":
+        raise UserError(f"source {source.name} of line {source.line}: unknown trust "
+                        f"{source.trust!r} (use 'pinned' or 'debian-package')")
+
+
+# ---- pinned sources ----------------------------------------------------------
+
+def _reuse_cached(source, dest, pinned, hash_file, keys_dir, offline,
+                  options) -> FetchResult | None:
+    """The cached file if it still verifies.  A cached file that fails is
+    removed and downloaded again (as Buildroot does), except offline."""
+    sidecar_key = _sidecar_key(dest, pinned, source) if dest.is_file() else None
+    if sidecar_key is None:
+        _sidecar_path(dest).unlink(missing_ok=True)
+        return None
+    trust = _read_sidecar(dest, sidecar_key)
+    if trust is None:
+        try:
+            trust = _verify_cached(source, dest, hash_file, keys_dir, offline, options)
+        except VerificationError as error:
+            if offline:
+                raise
+            print(f"warning: cached {dest} fails verification, downloading it again: {error}",
+                  file=sys.stderr)
+            dest.unlink(missing_ok=True)
+            _sidecar_path(dest).unlink(missing_ok=True)
+            return None
+        _write_sidecar(dest, sidecar_key, trust)
+    return FetchResult(dest, pinned, trust)
+
+
+def _verify_cached(source, dest, hash_file, keys_dir, offline, options) -> str:
+    sig_path, _ = _signature_file(source, dest.parent, offline, options, refresh=False)
+    outcome: dict = {}
+    _verifier(source, hash_file, keys_dir, sig_path, outcome, require_pin=True)(dest)
+    return _pinned_trust(hash_file, outcome["signature"])
+
+
+def _download_verified(source, dest, pinned, hash_file, keys_dir, progress, options) -> FetchResult:
+    sig_path, sig_is_new = _signature_file(source, dest.parent, False, options, refresh=True)
+    outcome: dict = {}
+    verify = _verifier(source, hash_file, keys_dir, sig_path, outcome, require_pin=True)
+    try:
+        download(source.all_urls, dest, verify=verify, progress=progress, **options)
+    except Exception:
+        if sig_is_new:
+            sig_path.unlink(missing_ok=True)
+        raise
+    trust = _pinned_trust(hash_file, outcome["signature"])
+    _write_sidecar(dest, _sidecar_key(dest, pinned, source), trust)
+    return FetchResult(dest, pinned, trust)
+
+
+def _verifier(source, hash_file, keys_dir, sig_path, outcome: dict, *, require_pin: bool):
+    """The check run on a complete download before it gets its real name:
+    hashes first (the pin is what trust rests on), then the signature.
+    Results go into `outcome` (sha256, signature summary)."""
+    def verify(path: Path) -> None:
+        if require_pin:
+            outcome["sha256"] = hashes.check(hash_file, path, file=source.file,
+                                             source_name=source.name)
+        else:
+            outcome["sha256"] = hashes.check_known(hash_file, path, file=source.file)["sha256"]
+        outcome["signature"] = _check_signature(source, path, sig_path, keys_dir)
+    return verify
+
+
+def _check_signature(source, path, sig_path, keys_dir) -> str:
+    if not source.signature:
+        return NO_SIGNATURE
+    return signature.verify_signature(source.signature, path, sig_path, keys_dir,
+                                      display_name=source.file)
+
+
+def _pinned_trust(hash_file: Path, signature_summary: str) -> str:
+    return f"sha256 pinned in {_shown(hash_file)}; {signature_summary}"
+
+
+def _shown(path: Path) -> str:
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
+# ---- signature files ---------------------------------------------------------
+
+def signature_file_name(url: str) -> str:
+    """The signature's name in the download dir: its URL's basename
+    (kernel.org: linux-2.4.22.tar.sign)."""
+    name = Path(unquote(urlparse(url).path)).name
+    if not name:
+        raise UserError(f"signature URL {url} does not end in a file name")
+    return name
+
+
+def _signature_file(source, dl: Path, offline: bool, options: dict, *,
+                    refresh: bool) -> tuple[Path | None, bool]:
+    """(path of the signature file in dl, whether this call downloaded it).
+    refresh: download it even when cached (it is small, and a stale one
+    would fail a fresh download)."""
+    sig = source.signature
+    if sig is None:
+        return None, False
+    path = dl / signature_file_name(sig.url)
+    if path.is_file() and not refresh:
+        return path, False
+    if offline:
+        if path.is_file():
+            return path, False
+        raise InfraError(f"signature {path.name} of {source.file} is not in the download dir "
+                         f"{dl} and offline mode is on (it comes from {sig.url})")
+    try:
+        download([sig.url], path, verify=_looks_like_openpgp, progress=False, **options)
+    except DownloadError as error:
+        if error.all_missing:
+            raise VerificationError(f"{source.file}: its signature file {sig.url} does not "
+                                    f"exist; a line that names a signature requires it") from None
+        raise
+    return path, True
+
+
+def _looks_like_openpgp(path: Path) -> None:
+    """A cheap sanity check (an HTML error page is not a signature); the real
+    check is gpg's, over the data."""
+    head = path.read_bytes()[:64]
+    armored = head.lstrip().startswith(b"-----BEGIN PGP SIGNATURE-----")
+    binary_packet = bool(head) and head[0] & 0x80
+    if not (armored or binary_packet):
+        raise VerificationError(f"{path.name} is not an OpenPGP signature "
+                                f"(starts with {head[:20]!r})")
+
+
+# ---- verification cache sidecar ----------------------------------------------
+
+def _sidecar_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".verified")
+
+
+def _sidecar_key(dest: Path, pinned_sha256: str, source: Source) -> dict:
+    stat = dest.stat()
+    sig = source.signature
+    return {
+        "file": dest.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+        "ctime_ns": stat.st_ctime_ns, "inode": stat.st_ino, "sha256": pinned_sha256,
+        "signature": None if sig is None else
+        {"url": sig.url, "covers": sig.covers, "keys": sorted(sig.keys),
+         "accept_revoked": sig.accept_revoked},
+    }
+
+
+def _read_sidecar(dest: Path, key: dict) -> str | None:
+    """The recorded trust summary if the sidecar matches `key`."""
+    try:
+        data = json.loads(_sidecar_path(dest).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("key") != key:
+        return None
+    return data.get("trust")
+
+
+def _write_sidecar(dest: Path, key: dict, trust: str) -> None:
+    text = json.dumps({"key": key, "trust": trust}, indent=1) + "\n"
+    atomic_write_text(_sidecar_path(dest), text)
+
+
+# ---- Debian-packaged sources -------------------------------------------------
+
+def fetch_debian_package(source: Source) -> FetchResult:
+    """A file installed by apt, re-checked with dpkg --verify, used in place."""
+    if not source.package or not source.path:
+        raise UserError(f"source {source.name} of line {source.line}: trust = 'debian-package' "
+                        f"needs both `package` and `path`")
+    path = Path(source.path)
+    version = _installed_version(source.package, source)
+    _dpkg_verify(source.package, path, source)
+    if not path.is_file():
+        raise VerificationError(f"source {source.name}: {path} is not there although package "
+                                f"{source.package} {version} is installed")
+    sha256 = hashes.compute_digests(path, ("sha256",))["sha256"]
+    trust = (f"debian package {source.package} {version}: dpkg --verify clean for {path}; "
+             f"sha256 recorded, not pinned")
+    return FetchResult(path, sha256, trust, package_version=version)
+
+
+def _run_dpkg(args: list[str]) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(args, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise InfraError(f"{args[0]} not found: trust = 'debian-package' needs a Debian "
+                         f"system (dpkg)") from None
+
+
+def _installed_version(package: str, source: Source) -> str:
+    result = _run_dpkg(["dpkg-query", "-W", "-f=${db:Status-Status}\t${Version}", package])
+    status, _, version = result.stdout.partition("\t")
+    if result.returncode != 0 or status != "installed" or not version:
+        raise InfraError(f"source {source.name} of line {source.line} needs package {package}, "
+                         f"which is not installed (status: {status or 'unknown'}): "
+                         f"apt-get install {package}")
+    return version
+
+
+def _dpkg_verify(package: str, path: Path, source: Source) -> None:
+    """dpkg --verify prints one line per changed or missing file, e.g.
+    `??5??????   /usr/src/linux-source-6.1.tar.xz` (5 = md5 differs)."""
+    result = _run_dpkg(["dpkg", "--verify", package])
+    for line in result.stdout.splitlines():
+        if line.split() and line.split()[-1] == str(path):
+            raise VerificationError(f"source {source.name}: {path} differs from what package "
+                                    f"{package} installed (dpkg --verify: {line.strip()}); "
+                                    f"reinstall it: apt-get install --reinstall {package}")
