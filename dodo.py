@@ -36,6 +36,7 @@ def _check_requested_variants(line):
 
 LINE = _load_line()
 _check_requested_variants(LINE)
+paths.build_dir().mkdir(parents=True, exist_ok=True)     # doit keeps its state there
 DOIT_CONFIG = {
     "default_tasks": [f"kernel:{LINE.default_variant}"],
     "verbosity": 2,
