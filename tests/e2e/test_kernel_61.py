@@ -90,9 +90,11 @@ def test_distcc_compiles_kernel_objects_on_a_real_distccd(kernel_61, tmp_path, m
     127.0.0.1 receives the kernel's compile jobs."""
     port = free_port()
     log = tmp_path / "distccd.log"
+    # as root distccd drops to its own user: it logs to the stderr we opened
+    log_handle = log.open("w")
     daemon = subprocess.Popen(["distccd", "--no-detach", "--daemon", "--allow", "127.0.0.1",
-                               "--listen", "127.0.0.1", "--port", str(port), "--log-file", str(log),
-                               "--log-level", "info", "--jobs", "2"])
+                               "--listen", "127.0.0.1", "--port", str(port), "--log-stderr",
+                               "--log-level", "info", "--jobs", "2"], stderr=log_handle)
     try:
         time.sleep(1)
         monkeypatch.setenv("DISTCC_HOSTS", f"127.0.0.1:{port}/2")
@@ -114,3 +116,4 @@ def test_distcc_compiles_kernel_objects_on_a_real_distccd(kernel_61, tmp_path, m
     finally:
         daemon.terminate()
         daemon.wait(timeout=10)
+        log_handle.close()
