@@ -1,6 +1,7 @@
 """ltsp-mosix task graph.  `doit list` shows the tasks; `doit line=NAME ...`
 picks the kernel line (default in configs/default.toml).  Build logic lives
 in the packages; this file only wires tasks and their dependencies."""
+import os
 import sys
 
 from doit import get_var
@@ -20,6 +21,7 @@ def _load_line():
 
 
 VARIANT_TASKS = ("config", "kernel", "boot-test")
+NOT_VARIANTS = {"report"}
 
 
 def _check_requested_variants(line):
@@ -28,7 +30,7 @@ def _check_requested_variants(line):
     valid = {v.name for v in line.variants()}
     for arg in sys.argv[1:]:
         task, _, variant = arg.partition(":")
-        if task in VARIANT_TASKS and variant and variant not in valid:
+        if task in VARIANT_TASKS and variant and variant not in valid | NOT_VARIANTS:
             print(f"user error: unknown variant {variant!r} for line {line.name}; "
                   f"valid variants: {', '.join(sorted(valid))}", file=sys.stderr)
             sys.exit(2)
@@ -133,3 +135,59 @@ def _make_vars():
         return list(toolchain.for_line(LINE).make_vars)
     except LtspError as error:
         return str(error)
+
+
+def task_initrd():
+    """Build the node initrd of the line (ext2 for 2.4, cpio for 6.1) with its tiny init."""
+    from kernels import boottest
+    sources = sorted(str(p) for p in (paths.PROJECT_ROOT / "initrd").glob("*.[ch]")) + \
+        sorted(str(p) for p in (paths.PROJECT_ROOT / "initrd").glob("*.py"))
+    return {"actions": [_run(boottest.build_initrd, LINE)], "file_dep": sources,
+            "targets": [str(boottest.initrd_path(LINE))]}
+
+
+def task_boot_test():
+    """PXE-boot every variant under QEMU (512 MB, 2 GB, 3.5 GB; e1000, rtl8139, ne2k_pci)."""
+    from kernels import boottest, release
+    yield {"basename": "boot-test", "name": None, "doc": task_boot_test.__doc__.strip()}
+    for variant in LINE.variants():
+        yield {
+            "basename": "boot-test",
+            "name": variant.name,
+            "actions": [_run(pipeline.boot_test_variant, LINE, variant)],
+            "file_dep": [str(build.out_dir(LINE, variant) / "bzImage"), str(boottest.initrd_path(LINE))],
+            "targets": [str(release.boot_results_path(LINE, variant))],
+            "doc": f"boot matrix of {variant.name}",
+        }
+    yield {
+        "basename": "boot-test",
+        "name": "report",
+        "actions": [_run(pipeline.boot_report, LINE)],
+        "task_dep": [f"boot-test:{v.name}" for v in LINE.variants()],
+        "uptodate": [False],
+        "doc": "matrix table, JUnit XML and Markdown report of the line's boots",
+    }
+
+
+def task_release():
+    """Gate, package, sum, sign and publish the line: doit release key=FPR keyring=DIR [variants=a,b]."""
+    names = get_var("variants", "")
+    try:
+        chosen = pipeline.selected_variants(LINE, names)
+    except LtspError:
+        chosen = []
+    return {
+        "actions": [_run(pipeline.release_line, LINE, names,
+                         get_var("key", os.environ.get("LTSP_MOSIX_RELEASE_KEY", "")),
+                         get_var("keyring", os.environ.get("LTSP_MOSIX_RELEASE_KEYRING", "")))],
+        "task_dep": ["check"] + [f"boot-test:{v.name}" for v in chosen],
+        "uptodate": [False],
+    }
+
+
+def task_verify_release():
+    """Check a published release: doit verify-release dir=DIR key=FPR [keys=DIR]."""
+    return {"basename": "verify-release",
+            "actions": [_run(pipeline.verify_release, get_var("dir", ""), get_var("key", ""),
+                             get_var("keys", ""))],
+            "uptodate": [False]}

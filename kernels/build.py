@@ -118,7 +118,7 @@ def _collect(line, variant, objdir: Path, log: Path, seconds: float, chain) -> d
     for src, name in ((image, "bzImage"), (objdir / "System.map", "System.map"),
                       (objdir / ".config", "config"), (log, "build.log")):
         shutil.copyfile(src, staging / name)
-    record = build_record(line, variant, staging, seconds, chain)
+    record = build_record(line, variant, staging, seconds, chain, kernel_release(objdir))
     (staging / "build.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     os.replace(staging, out)
@@ -127,10 +127,22 @@ def _collect(line, variant, objdir: Path, log: Path, seconds: float, chain) -> d
     return record
 
 
-def build_record(line, variant, out: Path, seconds: float, chain) -> dict:
+def kernel_release(objdir: Path) -> str:
+    """6.1 writes include/config/kernel.release; 2.4 has only the Makefile."""
+    release = objdir / "include" / "config" / "kernel.release"
+    if release.is_file():
+        return release.read_text().strip()
+    fields = {}
+    for text in (objdir / "Makefile").read_text().splitlines()[:6]:
+        name, _, value = text.partition("=")
+        fields[name.strip()] = value.strip()
+    return "{VERSION}.{PATCHLEVEL}.{SUBLEVEL}{EXTRAVERSION}".format(**fields)
+
+
+def build_record(line, variant, out: Path, seconds: float, chain, release: str) -> dict:
     provenance = tree.read_provenance(line)
     return {
-        "line": line.name, "kernel": line.kernel, "variant": variant.name,
+        "line": line.name, "kernel": line.kernel, "kernel_release": release, "variant": variant.name,
         "cpu": variant.cpu, "nic_profile": variant.nic,
         "source": "verified" if provenance.verified else tree.UNVERIFIED,
         "sources": list(provenance.sources),

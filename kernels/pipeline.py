@@ -67,3 +67,61 @@ def check_line(line) -> None:
 
 def build_variant(line, variant) -> None:
     build.build(line, variant)
+
+
+def boot_test_variant(line, variant) -> None:
+    from kernels import boottest
+    results = boottest.run_variant(line, variant)
+    failed = [r for r in results if not r.passed]
+    if failed:
+        details = "\n".join(f"  {r.name}: {r.verdict} {r.kind or ''} {r.console_line or ''} (log {r.log_path})"
+                            for r in failed)
+        raise UserError(f"boot-test:{variant.name}: {len(failed)} of {len(results)} boots failed\n{details}")
+
+
+def boot_report(line) -> None:
+    from kernels import boottest
+    from qemu.report import format_table, write_reports
+    results = boottest.load_results(line, line.variants())
+    if not results:
+        raise UserError(f"boot-test {line.name}: no boot results yet")
+    written = write_reports(results, paths.line_dir(line.name) / "boot")
+    print(format_table(results))
+    print("reports: " + ", ".join(str(p) for p in written.values()), flush=True)
+
+
+def selected_variants(line, names: str) -> list:
+    """`variants=pentium,p4` on the command line; all of the line's otherwise."""
+    if not names:
+        return line.variants()
+    return [line.variant(name.strip()) for name in names.split(",") if name.strip()]
+
+
+def release_line(line, variant_names: str, key: str, keyring: str) -> None:
+    from kernels import boottest, release
+    if not key or not keyring:
+        raise UserError("release needs the signing key: doit release key=FINGERPRINT keyring=GNUPGHOME "
+                        "(or LTSP_MOSIX_RELEASE_KEY / LTSP_MOSIX_RELEASE_KEYRING); the default keyring is never used")
+    overlay = core_overlay(line)
+    link = release.release(line, selected_variants(line, variant_names), key=key.replace(" ", "").upper(),
+                           gnupghome=Path(keyring), initrd=boottest.initrd_path(line), overlay=overlay)
+    for path in sorted(link.resolve().iterdir()):
+        print(f"  {path.stat().st_size:>10}  {path.name}")
+    print(f"[release {line.name}] published {link} -> {link.resolve().name}", flush=True)
+
+
+def core_overlay(line) -> Path | None:
+    """The node root overlay (ltsp_*_core) generated from configs/cluster.toml."""
+    try:
+        from rootfs import overlay
+    except ImportError:
+        return None
+    return overlay.build_for_release(line, paths.line_dir(line.name) / "overlay")
+
+
+def verify_release(directory: str, key: str, keys: str) -> None:
+    from kernels import release
+    if not directory or not key:
+        raise UserError("verify-release needs dir=RELEASE_DIR key=FINGERPRINT [keys=DIR with <FPR>.asc]")
+    keys_path = Path(keys) if keys else keys_dir()
+    print(release.verify_release(Path(directory), key.replace(" ", "").upper(), keys_path), flush=True)
