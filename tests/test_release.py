@@ -1,0 +1,205 @@
+"""Release gates, packaging, signing, publishing and verify-release on a
+line whose build and boot records are laid out as the pipeline writes them
+(the full release of a real 6.1 kernel is in tests/e2e/test_release_61.py)."""
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+
+import pytest
+
+from kernels import build, kconfig, matrix, release, tree
+from kernels.errors import UserError, VerificationError
+from tests.net_fixtures import gpg_keys  # noqa: F401  (session fixture)
+
+
+def lay_out_variant(line, variant, *, source="verified", verdict="pass", kernel=b"HdrS-kernel"):
+    """What doit kernel:<v> and boot-test:<v> leave behind."""
+    out = build.out_dir(line, variant)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bzImage").write_bytes(kernel + variant.name.encode())
+    (out / "System.map").write_text("c1000000 T _text\n")
+    shutil.copy(kconfig.final_config_path(line, variant), out / "config")
+    record = {"line": line.name, "kernel_release": "6.1.192", "variant": variant.name, "source": source,
+              "override": None if source == "verified" else "/somewhere",
+              "sources": [{"name": "linux", "file": "linux-source-6.1.tar.xz", "sha256": "ab" * 32,
+                           "trust": "debian package"}],
+              "patches": [], "config_sha256": tree.sha256_file(out / "config"),
+              "bzImage": {"sha256": tree.sha256_file(out / "bzImage"), "size": 10},
+              "toolchain": {"gcc": "gcc 12"}, "source_date_epoch": 1670792400}
+    (out / "build.json").write_text(json.dumps(record))
+    boots = [{"name": f"{variant.name}-e1000-{mem}M-pxe", "nic": "e1000", "path": "pxe", "mem_mb": mem,
+              "verdict": verdict} for mem in (512, 2048, 3584)]
+    results = release.boot_results_path(line, variant)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps({"kernel_sha256": record["bzImage"]["sha256"], "boots": boots}))
+
+
+@pytest.fixture
+def built_line(isolated):
+    """linux-6.1 with every variant's final config carrying the invariant
+    block, and pentium + p4 built and boot-tested."""
+    line = matrix.load_line("linux-6.1")
+    block = line.invariants.read_text()
+    for variant in line.variants():
+        path = kconfig.final_config_path(line, variant)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"CONFIG_{variant.cpu.upper()}=y\n{block}")
+    chosen = [line.variant("pentium"), line.variant("p4-epic100")]
+    for variant in chosen:
+        lay_out_variant(line, variant)
+    initrd = isolated / "initrd.cpio"
+    initrd.write_bytes(b"070701 fake initramfs")
+    overlay = isolated / "overlay"
+    (overlay / "etc").mkdir(parents=True)
+    (overlay / "etc" / "hpc.map").write_text("1 10.0.2.15 1\n")
+    return line, chosen, initrd, overlay
+
+
+def do_release(built_line, gpg_keys, key=None):
+    line, chosen, initrd, overlay = built_line
+    return release.release(line, chosen, key=key or gpg_keys.good, gnupghome=gpg_keys.home,
+                           initrd=initrd, overlay=overlay)
+
+
+def test_release_packages_sums_signature_and_manifest(built_line, gpg_keys):
+    link = do_release(built_line, gpg_keys)
+    names = sorted(p.name for p in link.iterdir())
+    assert names == ["SHA256SUMS", "SHA256SUMS.asc", "ltsp_linux61_core_6.1.192.tar.gz",
+                     "ltsp_linux61_kernel_P4_epic100_6.1.192.tar.gz",
+                     "ltsp_linux61_kernel_Pentium_6.1.192.tar.gz", "manifest.json"]
+    with tarfile.open(link / "ltsp_linux61_kernel_Pentium_6.1.192.tar.gz") as tar:
+        members = tar.getmembers()
+    assert "tftpboot/lts/linux-6.1/vmlinuz-pentium" in [m.name for m in members]
+    assert {(m.uid, m.gid, m.uname, m.mtime) for m in members} == {(0, 0, "root", 1670792400)}
+    manifest = json.loads((link / "manifest.json").read_text())
+    entry = next(e for e in manifest["packages"] if e.get("variant") == "p4-epic100")
+    assert entry["boot_tests"]["3584M"] == {"e1000/pxe": "pass"}
+    assert entry["source_date_epoch"] == 1670792400 and len(entry["config_sha256"]) == 64
+    assert "verified" in release.verify_release(link, gpg_keys.good, gpg_keys.keys_dir)
+
+
+def test_two_releases_from_the_same_builds_are_byte_identical(built_line, gpg_keys, tmp_path):
+    first = do_release(built_line, gpg_keys).resolve()
+    kept = tmp_path / "first"
+    shutil.copytree(first, kept)
+    shutil.rmtree(release.release_root())
+    second = do_release(built_line, gpg_keys).resolve()
+    for name in os.listdir(kept):
+        if name != "SHA256SUMS.asc":      # a signature carries its own time
+            assert (kept / name).read_bytes() == (second / name).read_bytes(), name
+
+
+@pytest.fixture
+def published(built_line, gpg_keys, tmp_path):
+    copy = tmp_path / "site-copy"
+    shutil.copytree(do_release(built_line, gpg_keys).resolve(), copy)
+    return copy
+
+
+def test_changed_byte_in_a_package_is_caught(published, gpg_keys):
+    target = published / "ltsp_linux61_kernel_Pentium_6.1.192.tar.gz"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(VerificationError, match="ltsp_linux61_kernel_Pentium_6.1.192.tar.gz: sha256 .* does not match"):
+        release.verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
+
+
+def test_removed_file_is_caught(published, gpg_keys):
+    (published / "ltsp_linux61_core_6.1.192.tar.gz").unlink()
+    with pytest.raises(VerificationError, match="ltsp_linux61_core_6.1.192.tar.gz is listed in SHA256SUMS but missing"):
+        release.verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
+
+
+def test_edited_sum_line_breaks_the_signature(published, gpg_keys):
+    sums = published / "SHA256SUMS"
+    sums.write_text(sums.read_text().replace("0", "1", 1))
+    with pytest.raises(VerificationError):
+        release.verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
+
+
+def test_signature_by_another_key_is_refused(published, gpg_keys):
+    (published / "SHA256SUMS.asc").unlink()
+    gpg_keys.sign(gpg_keys.other, (published / "SHA256SUMS").read_bytes(), published / "SHA256SUMS.asc")
+    with pytest.raises(VerificationError, match=gpg_keys.other):
+        release.verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
+
+
+def test_missing_signature_and_extra_file(published, gpg_keys):
+    (published / "stray.txt").write_text("not released")
+    with pytest.raises(VerificationError, match="files not covered by SHA256SUMS: stray.txt"):
+        release.verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
+    (published / "SHA256SUMS.asc").unlink()
+    with pytest.raises(VerificationError, match="SHA256SUMS.asc is missing"):
+        release.verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
+
+
+def refusal(built_line, gpg_keys):
+    with pytest.raises(UserError) as error:
+        do_release(built_line, gpg_keys)
+    assert not release.release_root().joinpath("linux-6.1").exists()
+    return str(error.value)
+
+
+def test_gate_refuses_an_unverified_source(built_line, gpg_keys):
+    line, chosen, *_ = built_line
+    lay_out_variant(line, chosen[0], source="unverified source")
+    assert "pentium: built from an unverified source (/somewhere)" in refusal(built_line, gpg_keys)
+
+
+def test_gate_refuses_missing_failed_or_stale_boot_tests(built_line, gpg_keys):
+    line, chosen, *_ = built_line
+    release.boot_results_path(line, chosen[1]).unlink()
+    assert "p4-epic100: no boot test (run doit boot-test:p4-epic100)" in refusal(built_line, gpg_keys)
+    lay_out_variant(line, chosen[1], verdict="hang")
+    assert "p4-epic100: boot test failed: p4-epic100-e1000-512M-pxe: hang" in refusal(built_line, gpg_keys)
+    lay_out_variant(line, chosen[1])
+    (build.out_dir(line, chosen[1]) / "bzImage").write_bytes(b"rebuilt")
+    record = json.loads((build.out_dir(line, chosen[1]) / "build.json").read_text())
+    record["bzImage"]["sha256"] = tree.sha256_file(build.out_dir(line, chosen[1]) / "bzImage")
+    (build.out_dir(line, chosen[1]) / "build.json").write_text(json.dumps(record))
+    assert "the boot test ran on another kernel" in refusal(built_line, gpg_keys)
+
+
+def test_gate_refuses_a_line_failing_check(built_line, gpg_keys):
+    line, *_ = built_line
+    config = kconfig.final_config_path(line, line.variant("athlon-3c590"))
+    config.write_text(config.read_text().replace("CONFIG_CHECKPOINT_RESTORE=y",
+                                                 "# CONFIG_CHECKPOINT_RESTORE is not set"))
+    message = refusal(built_line, gpg_keys)
+    assert "doit check fails" in message and "CONFIG_CHECKPOINT_RESTORE" in message
+
+
+def test_gate_refuses_unknown_or_dirty_patch_series(built_line, gpg_keys, isolated):
+    line, chosen, initrd, overlay = built_line
+    toml = isolated / "configs" / "lines" / "linux-6.1.toml"
+    toml.write_text(toml.read_text().replace('initrd_format = "cpio"', 'initrd_format = "cpio"\npatches = "linux-6.1"'))
+    series_dir = isolated / "patches" / "linux-6.1"
+    series_dir.mkdir()
+    (series_dir / "series").write_text("0001-fix.patch\n")
+    line = matrix.load_line("linux-6.1")
+    built = (line, chosen, initrd, overlay)
+    assert "unknown patch series" in refusal(built, gpg_keys)
+    (series_dir / "0001-fix.patch").write_text("--- a/x\n+++ b/x\n")
+    assert "is not in a git checkout: its state is unknown" in refusal(built, gpg_keys)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(series_dir)]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-qm", "series"], check=True)
+    (series_dir / "0001-fix.patch").write_text("--- a/x\n+++ b/x\n@@ edited @@\n")
+    assert "has uncommitted changes" in refusal(built, gpg_keys)
+
+
+def test_interrupted_release_leaves_the_previous_one_intact(built_line, gpg_keys):
+    first = do_release(built_line, gpg_keys)
+    before = {p.name: p.read_bytes() for p in first.resolve().iterdir()}
+    line, chosen, *_ = built_line
+    lay_out_variant(line, chosen[0], kernel=b"HdrS-newer-kernel")
+    with pytest.raises(UserError, match="has no secret key"):
+        do_release(built_line, gpg_keys, key="0" * 40)
+    after = {p.name: p.read_bytes() for p in (release.release_root() / "linux-6.1").resolve().iterdir()}
+    assert after == before
+    leftovers = [p.name for p in release.release_root().iterdir() if p.name.startswith(".staging")]
+    assert leftovers == []
