@@ -12,7 +12,7 @@ PACKAGES="
   linux-source-6.1 gcc gcc-multilib make flex bison bc perl libelf-dev libssl-dev
   xz-utils bzip2 gzip cpio ccache distcc
   qemu-system-x86 ipxe-qemu pxelinux syslinux-common
-  genext2fs e2fsprogs gnupg shellcheck
+  genext2fs e2fsprogs gnupg shellcheck dash dnsmasq-base
 "
 # shellcheck disable=SC2086
 if ! dpkg -s $PACKAGES >/dev/null 2>&1; then

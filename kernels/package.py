@@ -27,12 +27,9 @@ def core_package_name(line, version: str) -> str:
 
 
 def tree_entries(root: Path, prefix: str) -> dict[str, Path]:
-    """arcname -> file for every file below root (symlinks kept as links)."""
-    entries = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file() or path.is_symlink():
-            entries[f"{prefix}/{path.relative_to(root)}"] = path
-    return entries
+    """arcname -> path for everything below root: files, symlinks (kept as
+    links) and directories (empty ones matter: /mfs is a mount point)."""
+    return {f"{prefix}/{path.relative_to(root)}": path for path in sorted(root.rglob("*"))}
 
 
 def write_tar_gz(out: Path, entries: dict[str, Path], mtime: int) -> Path:
@@ -67,6 +64,9 @@ def _member(name: str, source: Path | None, mtime: int):
         return info, None
     if source.is_symlink():
         info.type, info.linkname, info.mode = tarfile.SYMTYPE, os.readlink(source), 0o777
+        return info, None
+    if source.is_dir():
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
         return info, None
     data = source.read_bytes()
     info.size = len(data)

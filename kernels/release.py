@@ -118,7 +118,11 @@ def make_packages(line, variants, staging: Path, *, initrd: Path, overlay: Path 
                                        json.loads(boot_results_path(line, variant).read_text())))
     if overlay is not None:
         name = package.core_package_name(line, version)
-        package.write_tar_gz(staging / name, package.tree_entries(overlay, layout["overlay"]), epoch)
+        files = package.tree_entries(overlay, layout["overlay"])
+        server = overlay.parents[2] / "server"       # snippets the server admin merges
+        if server.is_dir():
+            files.update(package.tree_entries(server, layout["server_snippets"]))
+        package.write_tar_gz(staging / name, files, epoch)
         entries.append({"package": name, "sha256": tree.sha256_file(staging / name), "line": line.name,
                         "kind": "core", "source_date_epoch": epoch})
     return entries

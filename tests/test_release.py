@@ -51,8 +51,11 @@ def built_line(isolated):
         lay_out_variant(line, variant)
     initrd = isolated / "initrd.cpio"
     initrd.write_bytes(b"070701 fake initramfs")
-    overlay = isolated / "overlay"
+    overlay = isolated / "out" / "opt" / "ltsp" / "i386"
     (overlay / "etc").mkdir(parents=True)
+    (overlay / "mfs").mkdir()
+    (isolated / "out" / "server").mkdir()
+    (isolated / "out" / "server" / "fstab.mfs").write_text("cluster /mfs mfs dfsa=1 0 0\n")
     (overlay / "etc" / "hpc.map").write_text("1 10.0.2.15 1\n")
     return line, chosen, initrd, overlay
 
@@ -72,6 +75,10 @@ def test_release_packages_sums_signature_and_manifest(built_line, gpg_keys):
     with tarfile.open(link / "ltsp_linux61_kernel_Pentium_6.1.192.tar.gz") as tar:
         members = tar.getmembers()
     assert "tftpboot/lts/linux-6.1/vmlinuz-pentium" in [m.name for m in members]
+    with tarfile.open(link / "ltsp_linux61_core_6.1.192.tar.gz") as tar:
+        core = {m.name: m for m in tar.getmembers()}
+    assert core["opt/ltsp/i386/mfs"].isdir(), "the empty /mfs mount point is packaged"
+    assert "usr/share/ltsp-mosix/server/fstab.mfs" in core
     assert {(m.uid, m.gid, m.uname, m.mtime) for m in members} == {(0, 0, "root", 1670792400)}
     manifest = json.loads((link / "manifest.json").read_text())
     entry = next(e for e in manifest["packages"] if e.get("variant") == "p4-epic100")
