@@ -1,0 +1,361 @@
+/*
+ * ltsp-mosix node init: the whole userland of a boot-test initrd.
+ *
+ * It must run unchanged on Linux 2.4 (as /linuxrc or /sbin/init of an ext2
+ * initrd) and on Linux 6.1 (as /init of an initramfs).  Debian's glibc
+ * refuses kernels older than 3.2, so this file uses no libc at all: every
+ * system call is a raw `int $0x80` with the i386 numbers, which have been
+ * stable since Linux 1.x.
+ *
+ * What it does, in order, writing to /dev/console:
+ *   ltsp-mosix: kernel <release> <version>
+ *   ltsp-mosix: MemTotal: <n> kB
+ *   ltsp-mosix: cpus: <n>            ("processor" lines of /proc/cpuinfo)
+ *   ltsp-mosix: interfaces: <names from /proc/net/dev, or "none">
+ *   ltsp-mosix: openMosix: /proc/hpc present ... | Mosix: /proc/mosix present ... | no Mosix
+ *   <BOOT_MARKER>
+ * then reboot(RESTART), which ends a QEMU started with -no-reboot.
+ *
+ * BOOT_MARKER is passed with -D by initrd/build.py so that the watcher
+ * (qemu/watcher.py) and this program share one definition.
+ *
+ * Build: gcc -m32 -static -nostdlib -ffreestanding -fno-pie -no-pie
+ *        -fno-stack-protector -Os -DBOOT_MARKER='"..."' -o init init.c
+ */
+
+#ifndef BOOT_MARKER
+#error "BOOT_MARKER must be defined by the build (initrd/build.py)"
+#endif
+
+/* i386 system call numbers (arch/i386/kernel/entry.S in 2.4, unchanged in 6.1). */
+#define NR_read     3
+#define NR_write    4
+#define NR_open     5
+#define NR_close    6
+#define NR_access   33
+#define NR_mkdir    39
+#define NR_mount    21
+#define NR_reboot   88
+#define NR_pause    29
+#define NR_sync     36
+#define NR_newuname 122
+
+#define O_RDONLY 0
+#define O_WRONLY 1
+#define O_NOCTTY 0400
+#define F_OK     0
+#define EEXIST   17
+
+#define LINUX_REBOOT_MAGIC1      0xfee1dead
+#define LINUX_REBOOT_MAGIC2      672274793
+#define LINUX_REBOOT_CMD_RESTART 0x01234567
+
+#define PREFIX "ltsp-mosix: "
+
+static long syscall3(long nr, long a, long b, long c)
+{
+    long ret;
+    /* ebx is callee-saved but usable here: no PIC, so no GOT pointer in it. */
+    __asm__ volatile ("int $0x80"
+                      : "=a"(ret)
+                      : "0"(nr), "b"(a), "c"(b), "d"(c)
+                      : "memory");
+    return ret;
+}
+
+static long syscall5(long nr, long a, long b, long c, long d, long e)
+{
+    long ret;
+    __asm__ volatile ("int $0x80"
+                      : "=a"(ret)
+                      : "0"(nr), "b"(a), "c"(b), "d"(c), "S"(d), "D"(e)
+                      : "memory");
+    return ret;
+}
+
+/* gcc may emit calls to these even with -ffreestanding (struct copies). */
+void *memset(void *dst, int value, unsigned long n)
+{
+    unsigned char *p = dst;
+    while (n--)
+        *p++ = (unsigned char)value;
+    return dst;
+}
+
+void *memcpy(void *dst, const void *src, unsigned long n)
+{
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+    while (n--)
+        *d++ = *s++;
+    return dst;
+}
+
+static unsigned long string_length(const char *s)
+{
+    unsigned long n = 0;
+    while (s[n])
+        n++;
+    return n;
+}
+
+static int starts_with(const char *s, const char *prefix)
+{
+    while (*prefix)
+        if (*s++ != *prefix++)
+            return 0;
+    return 1;
+}
+
+static int console_fd = 1;
+
+static void put(const char *s)
+{
+    syscall3(NR_write, console_fd, (long)s, (long)string_length(s));
+}
+
+static void put_line(const char *s)
+{
+    put(PREFIX);
+    put(s);
+    put("\n");
+}
+
+/* Read a whole small /proc file into buf (NUL-terminated); -1 if absent.
+ * /proc on 2.4 may hand out a file in several short reads, hence the loop. */
+static long read_file(const char *path, char *buf, unsigned long size)
+{
+    long fd = syscall3(NR_open, (long)path, O_RDONLY, 0);
+    unsigned long used = 0;
+    long n;
+
+    if (fd < 0)
+        return -1;
+    while (used + 1 < size) {
+        n = syscall3(NR_read, fd, (long)(buf + used), (long)(size - 1 - used));
+        if (n <= 0)
+            break;
+        used += (unsigned long)n;
+    }
+    buf[used] = 0;
+    syscall3(NR_close, fd, 0, 0);
+    return (long)used;
+}
+
+static int exists(const char *path)
+{
+    return syscall3(NR_access, (long)path, F_OK, 0) == 0;
+}
+
+static void open_console(void)
+{
+    /* Both kernels already give init fds 0-2 on /dev/console when the node
+     * exists; opening it explicitly makes output independent of that. */
+    long fd = syscall3(NR_open, (long)"/dev/console", O_WRONLY | O_NOCTTY, 0);
+    if (fd >= 0)
+        console_fd = (int)fd;
+}
+
+static void mount_proc(void)
+{
+    long err = syscall3(NR_mkdir, (long)"/proc", 0555, 0);
+    if (err < 0 && err != -EEXIST)
+        put_line("warning: mkdir /proc failed");
+    if (syscall5(NR_mount, (long)"proc", (long)"/proc", (long)"proc", 0, 0) < 0)
+        put_line("warning: mount proc failed");
+}
+
+struct new_utsname {
+    char sysname[65];
+    char nodename[65];
+    char release[65];
+    char version[65];
+    char machine[65];
+    char domainname[65];
+};
+
+static void report_kernel(void)
+{
+    static struct new_utsname uts;
+
+    if (syscall3(NR_newuname, (long)&uts, 0, 0) < 0) {
+        put_line("kernel unknown (uname failed)");
+        return;
+    }
+    put(PREFIX "kernel ");
+    put(uts.release);
+    put(" ");
+    put(uts.version);
+    put("\n");
+}
+
+static char buf[8192];
+
+/* Print the line of buf that starts with key, without the newline. */
+static int put_line_starting_with(const char *key)
+{
+    char *p = buf;
+
+    while (*p) {
+        char *end = p;
+        while (*end && *end != '\n')
+            end++;
+        if (starts_with(p, key)) {
+            char saved = *end;
+            *end = 0;
+            put_line(p);
+            *end = saved;
+            return 1;
+        }
+        p = *end ? end + 1 : end;
+    }
+    return 0;
+}
+
+static void report_memory(void)
+{
+    if (read_file("/proc/meminfo", buf, sizeof buf) < 0 ||
+        !put_line_starting_with("MemTotal:"))
+        put_line("MemTotal: unknown");
+}
+
+static void put_number(unsigned long n)
+{
+    char digits[12];
+    int i = sizeof digits - 1;
+
+    digits[i] = 0;
+    do {
+        digits[--i] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n && i > 0);
+    put(digits + i);
+}
+
+/* The CPUs the kernel brought up: an SMP variant that starts one CPU has
+ * failed even if it boots. */
+static void report_cpus(void)
+{
+    char *p = buf;
+    unsigned long cpus = 0;
+
+    if (read_file("/proc/cpuinfo", buf, sizeof buf) < 0) {
+        put_line("cpus: unknown");
+        return;
+    }
+    while (*p) {
+        if (starts_with(p, "processor"))
+            cpus++;
+        while (*p && *p != '\n')
+            p++;
+        if (*p)
+            p++;
+    }
+    put(PREFIX "cpus: ");
+    put_number(cpus);
+    put("\n");
+}
+
+/* /proc/net/dev: two header lines, then "  <name>: <counters>" per device
+ * (same layout on 2.4 and 6.1). */
+static void report_interfaces(void)
+{
+    char *p = buf;
+    int line = 0, found = 0;
+
+    put(PREFIX "interfaces:");
+    if (read_file("/proc/net/dev", buf, sizeof buf) < 0) {
+        put(" none (no /proc/net/dev)\n");
+        return;
+    }
+    while (*p) {
+        char *end = p, *name, *colon;
+        while (*end && *end != '\n')
+            end++;
+        if (line++ >= 2) {
+            name = p;
+            while (name < end && *name == ' ')
+                name++;
+            colon = name;
+            while (colon < end && *colon != ':')
+                colon++;
+            if (colon < end && colon > name) {
+                *colon = 0;
+                put(" ");
+                put(name);
+                found = 1;
+            }
+        }
+        p = *end ? end + 1 : end;
+    }
+    put(found ? "\n" : " none\n");
+}
+
+/* Print "<label>: <path> present (<file>=<value>)" with the node number the
+ * cluster kernel reports, if it reports one. */
+static void report_cluster_dir(const char *label, const char *dir, const char *node_file)
+{
+    put(PREFIX);
+    put(label);
+    put(": ");
+    put(dir);
+    put(" present");
+    if (read_file(node_file, buf, sizeof buf) > 0) {
+        unsigned long n = string_length(buf);
+        while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+            buf[--n] = 0;
+        put(" (");
+        put(node_file);
+        put("=");
+        put(buf);
+        put(")");
+    }
+    put("\n");
+}
+
+static void report_mosix(void)
+{
+    if (exists("/proc/hpc"))
+        report_cluster_dir("openMosix", "/proc/hpc", "/proc/hpc/admin/mospe");
+    else if (exists("/proc/mosix"))
+        report_cluster_dir("Mosix", "/proc/mosix", "/proc/mosix/admin/mospe");
+    else
+        put_line("no Mosix");
+}
+
+static void end_the_vm(void)
+{
+    syscall3(NR_sync, 0, 0, 0);
+    syscall5(NR_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
+             LINUX_REBOOT_CMD_RESTART, 0, 0);
+    /* Only reached if reboot failed: returning from PID 1 would panic and
+     * hide the real cause, so say so and wait for the watcher's timeout. */
+    put_line("error: reboot() failed");
+    for (;;)
+        syscall3(NR_pause, 0, 0, 0);
+}
+
+void node_init(void)
+{
+    open_console();
+    mount_proc();
+    report_kernel();
+    report_memory();
+    report_cpus();
+    report_interfaces();
+    report_mosix();
+    put(BOOT_MARKER "\n");
+    end_the_vm();
+}
+
+/* The entry point: no libc, so no crt1.o.  Align the stack as the i386 ABI
+ * expects, then never return. */
+__asm__(
+    ".text\n"
+    ".globl _start\n"
+    "_start:\n"
+    "    xorl %ebp, %ebp\n"
+    "    andl $-16, %esp\n"
+    "    call node_init\n"
+    "1:  hlt\n"
+    "    jmp 1b\n");

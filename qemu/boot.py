@@ -1,0 +1,245 @@
+"""Boot a kernel + initrd once under QEMU and judge it; run a matrix of boots.
+
+Every boot validates all its inputs before QEMU starts, has its own
+temporary directory (its own TFTP tree for PXE), its own console log and no
+fixed ports (QEMU user networking needs none), so boots can run in parallel."""
+import sys
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kernels.errors import UserError
+from qemu.facts import parse_boot_facts
+from qemu.machine import (DEFAULT_MAC, KERNEL_ONLY_NICS, QemuMachine, boot_nic_for,
+                          machine_for, normalise_mac)
+from qemu.process import running
+from qemu.pxe import PxeNode, make_tftp_tree
+from qemu.watcher import FAIL, PASS, watch_stream
+
+# Kernel command lines for our two initrd formats.  panic=1 turns a panic
+# into a reboot, which -no-reboot turns into a QEMU exit: a failed boot
+# ends in seconds instead of waiting for the timeout.
+APPEND_CPIO = "console=ttyS0,115200 panic=1"                       # 6.1 initramfs: /init
+APPEND_EXT2 = "console=ttyS0,115200 panic=1 root=/dev/ram0 init=/sbin/init"   # 2.4 ext2 initrd
+
+BOOT_PATHS = ("pxe", "direct")
+DEFAULT_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class BootCase:
+    """One cell of the boot matrix."""
+
+    kernel: Path
+    initrd: Path
+    variant: str                 # kernel variant label, e.g. "pentium", "p4_3c590"
+    cpu: str                     # CPU variant: key of qemu.machine.CPU_MODELS
+    nic: str                     # QEMU NIC model or kernel-only NIC (3c590, epic100)
+    mem_mb: int
+    path: str = "pxe"
+    append: str = APPEND_CPIO
+    line: str = "linux-6.1"
+    timeout: float = DEFAULT_TIMEOUT
+    mac: str = DEFAULT_MAC
+
+    @property
+    def name(self) -> str:
+        return boot_name(self.line, self.variant, self.nic, self.mem_mb, self.path)
+
+
+def boot_name(line: str, variant: str, nic: str, mem_mb: int, path: str) -> str:
+    """The boot's name: its log file, its JUnit test and its QEMU -name."""
+    return f"{line}-{variant}-{nic}-{mem_mb}M-{path}"
+
+
+@dataclass
+class BootResult:
+    name: str
+    line: str
+    variant: str
+    cpu: str
+    nic: str                     # as asked (may be kernel-only)
+    boot_nic: str                # the QEMU model actually emulated
+    mem_mb: int
+    path: str
+    verdict: str                 # "pass" | "fail" | "hang"
+    seconds: float | None        # QEMU start -> marker (or -> verdict)
+    kind: str | None             # failure kind (qemu/patterns.py), None on pass
+    console_line: str | None     # the line that decided the verdict
+    log_path: Path
+    interfaces: list[str] = field(default_factory=list)
+    mem_total_kb: int | None = None
+    cpus: int | None = None
+    kernel_version: str | None = None
+    mosix: str | None = None
+    initrd_start: int | None = None
+    initrd_moved_to: int | None = None
+    drivers: dict[str, str] = field(default_factory=dict)    # "eth0" -> "8139cp"
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == PASS
+
+
+def _check_boot_path(path: str, tftp_root, mac) -> None:
+    if path not in BOOT_PATHS:
+        raise UserError(f"unknown boot path {path!r}: valid are {', '.join(BOOT_PATHS)}")
+    if tftp_root is not None and path != "pxe":
+        raise UserError("tftp_root is only meaningful for path='pxe'")
+    if tftp_root is not None and mac is None:
+        raise UserError("a prepared tftp_root needs the node's mac to pick its pxelinux.cfg entry")
+    if tftp_root is not None:
+        cfg = Path(tftp_root) / "pxelinux.cfg"
+        entry = cfg / ("01-" + normalise_mac(mac).replace(":", "-"))
+        if not entry.is_file() and not (cfg / "default").is_file():
+            raise UserError(f"TFTP root {tftp_root} has neither {entry.name} nor default "
+                            f"in pxelinux.cfg: node {mac} would not boot")
+
+
+def _command(machine: QemuMachine, kernel, initrd, append, path, tftp_root, work: Path,
+             line: str, variant: str) -> list[str]:
+    if path == "direct":
+        return machine.direct_boot(kernel, initrd, append)
+    if tftp_root is None:
+        node = PxeNode(machine.mac, Path(kernel), Path(initrd), append, line, variant)
+        tftp_root = make_tftp_tree(work / "tftp", [node], default=None)
+    return machine.pxe_boot(tftp_root)
+
+
+def _judge_interfaces(result: BootResult, nic: str, require_interface: bool) -> None:
+    """A NIC boot is only a pass if the kernel's driver found the card; a
+    kernel-only NIC must not find one (it has no driver for the firmware NIC)."""
+    ethernet = [name for name in result.interfaces if name != "lo"]
+    if nic in KERNEL_ONLY_NICS:
+        if ethernet:
+            result.notes.append(f"unexpected interfaces {ethernet}: the kernel has a "
+                                f"driver for the {result.boot_nic} firmware NIC")
+        return
+    if require_interface and result.passed and not ethernet:
+        result.verdict, result.kind = FAIL, "no-interface"
+        result.console_line = f"ltsp-mosix: interfaces: {' '.join(result.interfaces) or 'none'}"
+        result.notes.append(f"no ethN: the kernel has no driver bound to QEMU's {nic}")
+
+
+def _judge_cpus(result: BootResult, emulated: int) -> None:
+    """An SMP variant that brings up fewer CPUs than the machine has fails:
+    the kernel booted, but not as the cluster node it claims to be."""
+    if result.passed and result.cpus is not None and result.cpus < emulated:
+        result.verdict, result.kind = FAIL, "cpus-missing"
+        result.console_line = f"ltsp-mosix: cpus: {result.cpus}"
+        result.notes.append(f"the kernel brought up {result.cpus} of {emulated} CPUs "
+                            f"(a uniprocessor kernel, or no MP table / APIC support)")
+
+
+def boot_once(kernel, initrd, *, cpu: str, nic: str, mem_mb: int, path: str = "pxe",
+              append: str = APPEND_CPIO, log_path: Path, timeout: float = DEFAULT_TIMEOUT,
+              tftp_root: Path | None = None, mac: str | None = None,
+              variant: str = "test", line: str = "linux-6.1",
+              require_interface: bool = True,
+              cancel: threading.Event | None = None) -> BootResult:
+    """Boot once and return the verdict with what the node reported.
+
+    path="pxe" builds a one-node TFTP tree for this boot unless tftp_root
+    (a tree from make_tftp_tree holding this mac) is given; then that tree's
+    entry for mac decides what boots and kernel/initrd only label the boot.
+    QEMU is killed and reaped whatever happens."""
+    _check_boot_path(path, tftp_root, mac)
+    boot_nic, nic_note = boot_nic_for(nic)
+    log_path = Path(log_path)
+    name = boot_name(line, variant, nic, mem_mb, path)
+    machine = machine_for("i386", cpu=cpu, nic=boot_nic, mem_mb=mem_mb,
+                          mac=mac or DEFAULT_MAC, name=f"ltsp-mosix-{name}")
+    with tempfile.TemporaryDirectory(prefix="ltsp-boot-") as work:
+        argv = _command(machine, kernel, initrd, append, path, tftp_root, Path(work),
+                        line, variant)
+        with running(argv, cwd=work) as (child, started_at):
+            watch = watch_stream(child, timeout=timeout, log_path=log_path,
+                                 started_at=started_at, cancel=cancel)
+        exit_status = child.exitstatus if child.exitstatus is not None else child.signalstatus
+    facts = parse_boot_facts(watch.transcript)
+    result = BootResult(
+        name=name, line=line, variant=variant, cpu=cpu, nic=nic, boot_nic=boot_nic,
+        mem_mb=mem_mb, path=path, verdict=watch.verdict, seconds=watch.seconds,
+        kind=watch.kind, console_line=watch.line, log_path=log_path,
+        interfaces=facts.interfaces, mem_total_kb=facts.mem_total_kb, cpus=facts.cpus,
+        kernel_version=facts.kernel, mosix=facts.mosix,
+        initrd_start=facts.initrd_start, initrd_moved_to=facts.initrd_moved_to,
+        drivers=facts.drivers, warnings=watch.warnings)
+    if nic_note:
+        result.notes.append(nic_note)
+    if watch.kind == "qemu-exited":
+        result.notes.append(f"QEMU ended with status {exit_status} before the marker")
+    _judge_interfaces(result, nic, require_interface)
+    _judge_cpus(result, machine.cpu.smp)
+    return result
+
+
+def run_case(case: BootCase, log_dir: Path, cancel: threading.Event | None = None) -> BootResult:
+    return boot_once(case.kernel, case.initrd, cpu=case.cpu, nic=case.nic,
+                     mem_mb=case.mem_mb, path=case.path, append=case.append,
+                     log_path=Path(log_dir) / f"{case.name}.log", timeout=case.timeout,
+                     mac=case.mac, variant=case.variant, line=case.line, cancel=cancel)
+
+
+def validate_cases(cases: list[BootCase]) -> None:
+    """Check every case before the first boot: a typo in the last cell must
+    not surface after twenty minutes of booting."""
+    names = [case.name for case in cases]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise UserError(f"boot matrix has duplicate cases (their logs would collide): {duplicates}")
+    for case in cases:
+        _check_boot_path(case.path, None, None)
+        boot_nic, _ = boot_nic_for(case.nic)
+        machine = machine_for("i386", cpu=case.cpu, nic=boot_nic, mem_mb=case.mem_mb, mac=case.mac)
+        machine.qemu_path()
+        for path, what in ((case.kernel, "kernel image"), (case.initrd, "initrd")):
+            if not Path(path).is_file():
+                raise UserError(f"{what} {path} of boot case {case.name} does not exist")
+
+
+def progress_line(index: int, total: int, result: BootResult) -> str:
+    seconds = f"{result.seconds:.1f}s" if result.seconds is not None else "-"
+    detail = f" {result.kind}: {result.console_line}" if result.kind else ""
+    return f"[{index}/{total}] {result.name}: {result.verdict} {seconds}{detail}"
+
+
+def run_matrix(cases: list[BootCase], *, log_dir: Path, jobs: int = 1,
+               progress: bool = True, stream=None) -> list[BootResult]:
+    """Boot every case (jobs at a time) and return results in case order.
+    Ctrl-C stops the running boots (their QEMUs are killed) and re-raises."""
+    validate_cases(cases)
+    if jobs < 1:
+        raise UserError(f"jobs must be at least 1, not {jobs}")
+    stream = stream or sys.stdout
+    total, done = len(cases), 0
+    lock = threading.Lock()
+    cancel = threading.Event()
+
+    def one(case: BootCase) -> BootResult:
+        nonlocal done
+        result = run_case(case, log_dir, cancel)
+        with lock:
+            done += 1
+            if progress:
+                print(progress_line(done, total, result), file=stream, flush=True)
+        return result
+
+    if jobs == 1:
+        return [one(case) for case in cases]
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="boot")
+    futures = []
+    try:
+        futures = [pool.submit(one, case) for case in cases]
+        return [future.result() for future in futures]
+    except BaseException:
+        cancel.set()          # running watches return within a poll interval
+        for future in futures:
+            future.cancel()
+        raise
+    finally:
+        pool.shutdown(wait=True)

@@ -1,0 +1,56 @@
+"""Run QEMU under a pty and make sure it never outlives its boot.
+
+Three layers, because an orphan QEMU burns a shared core for minutes:
+  1. a context manager whose `finally` kills and reaps the child (normal
+     end, test failure, KeyboardInterrupt);
+  2. PR_SET_PDEATHSIG, so the kernel SIGKILLs QEMU if this Python process
+     dies without running `finally` (SIGKILL, crash);
+  3. QEMU's own -no-reboot, so a node that reboots ends the VM."""
+import ctypes
+import signal
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import pexpect
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the forked child before exec."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except OSError:    # not Linux: layers 1 and 3 still hold
+        pass
+
+
+def kill_and_reap(child: pexpect.spawn) -> None:
+    """SIGKILL if still alive, then wait, then close the pty.  Idempotent."""
+    try:
+        if child.isalive():
+            child.kill(signal.SIGKILL)
+    except OSError:
+        pass
+    try:
+        # close(force=True) waits for the process (reaps it) and frees the pty.
+        child.close(force=True)
+    except Exception:
+        # Last resort: the child must not stay a zombie.
+        deadline = time.monotonic() + 5
+        while child.isalive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+@contextmanager
+def running(argv: list[str], *, cwd=None) -> Iterator[tuple[pexpect.spawn, float]]:
+    """Start argv (QEMU) on a pty; yield (child, monotonic start time)."""
+    started_at = time.monotonic()
+    child = pexpect.spawn(argv[0], argv[1:], cwd=cwd, encoding="utf-8",
+                          codec_errors="replace", echo=False, timeout=None,
+                          dimensions=(24, 250), preexec_fn=_die_with_parent)
+    try:
+        yield child, started_at
+    finally:
+        kill_and_reap(child)

@@ -1,0 +1,134 @@
+"""Reports of a boot matrix: the terminal table, JUnit XML for CI, and a
+Markdown page linking every console log.  Files are written atomically."""
+import os
+import xml.etree.ElementTree as ET
+from collections import Counter
+from pathlib import Path
+
+from kernels.paths import atomic_write_text
+from qemu.boot import BootResult
+
+SUITE_NAME = "ltsp-mosix boot matrix"
+
+
+def _row_key(result: BootResult) -> tuple[str, str, str, str]:
+    return (result.line, result.variant, result.nic, result.path)
+
+
+def _cell(result: BootResult | None) -> str:
+    if result is None:
+        return "-"
+    seconds = f" {result.seconds:.1f}s" if result.seconds is not None else ""
+    if result.passed:
+        return f"pass{seconds}"
+    return f"{result.verdict} {result.kind}" if result.kind else result.verdict
+
+
+def _matrix(results: list[BootResult]) -> tuple[list[str], list[list[str]]]:
+    """Rows: line x variant x NIC x boot path; columns: memory sizes."""
+    mems = sorted({r.mem_mb for r in results})
+    cells: dict[tuple, dict[int, BootResult]] = {}
+    for result in results:
+        cells.setdefault(_row_key(result), {})[result.mem_mb] = result
+    header = ["line", "variant", "nic", "path"] + [f"{mem} MB" for mem in mems]
+    rows = [list(key) + [_cell(by_mem.get(mem)) for mem in mems]
+            for key, by_mem in cells.items()]
+    return header, rows
+
+
+def summary(results: list[BootResult]) -> str:
+    counts = Counter(r.verdict for r in results)
+    return (f"{len(results)} boots: {counts['pass']} pass, {counts['fail']} fail, "
+            f"{counts['hang']} hang")
+
+
+def format_table(results: list[BootResult]) -> str:
+    """The matrix as aligned text, for the end of a run."""
+    header, rows = _matrix(results)
+    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
+    lines = ["  ".join(text.ljust(width) for text, width in zip(row, widths)).rstrip()
+             for row in [header] + rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines + ["", summary(results)]) + "\n"
+
+
+def _failure_message(result: BootResult) -> str:
+    return f"{result.kind}: {result.console_line or ''}".strip()
+
+
+def junit_xml(results: list[BootResult]) -> str:
+    """One testcase per boot; fail -> <failure>, hang -> <error> (a hang is
+    not an assertion the kernel failed but a boot that never concluded);
+    message = kind + console line; system-out = the log path."""
+    suite = ET.Element("testsuite", name=SUITE_NAME, tests=str(len(results)),
+                       failures=str(sum(r.verdict == "fail" for r in results)),
+                       errors=str(sum(r.verdict == "hang" for r in results)),
+                       time=f"{sum(r.seconds or 0 for r in results):.3f}")
+    for result in results:
+        case = ET.SubElement(suite, "testcase", classname=f"boot.{result.line}.{result.variant}",
+                             name=f"{result.nic}-{result.mem_mb}M-{result.path}",
+                             time=f"{result.seconds or 0:.3f}")
+        if not result.passed:
+            tag = "error" if result.verdict == "hang" else "failure"
+            element = ET.SubElement(case, tag, message=_failure_message(result),
+                                    type=result.kind or result.verdict)
+            element.text = "\n".join([_failure_message(result), *result.notes])
+        ET.SubElement(case, "system-out").text = str(result.log_path)
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def markdown(results: list[BootResult], report_dir: Path, title: str = SUITE_NAME) -> str:
+    """The report page; log links are relative to report_dir so the folder
+    can be published or archived as a whole."""
+    header, rows = _matrix(results)
+    out = [f"# {title}", "", summary(results), "", "## Matrix", ""]
+    out += _md_table(header, [[_md_escape(c) for c in row] for row in rows])
+    out += ["", "## Boots", ""]
+    details = []
+    for r in results:
+        link = os.path.relpath(Path(r.log_path).resolve(), Path(report_dir).resolve())
+        details.append([
+            _md_escape(r.name), r.verdict,
+            f"{r.seconds:.1f}" if r.seconds is not None else "-",
+            _md_escape(r.kind or ""), _md_escape(r.console_line or "") if not r.passed else "",
+            _md_escape(" ".join(r.interfaces)),
+            f"{r.mem_total_kb} kB" if r.mem_total_kb else "",
+            _md_escape("; ".join(r.notes)),
+            f"[log]({link.replace(' ', '%20')})",
+        ])
+    out += _md_table(["boot", "verdict", "seconds", "kind", "line", "interfaces",
+                      "MemTotal", "notes", "console"], details)
+    return "\n".join(out) + "\n"
+
+
+def write_reports(results: list[BootResult], out_dir: Path) -> dict[str, Path]:
+    """Write matrix.txt, junit.xml and report.md into out_dir."""
+    out_dir = Path(out_dir)
+    written = {"table": out_dir / "matrix.txt", "junit": out_dir / "junit.xml",
+               "markdown": out_dir / "report.md"}
+    atomic_write_text(written["table"], format_table(results))
+    atomic_write_text(written["junit"], junit_xml(results))
+    atomic_write_text(written["markdown"], markdown(results, out_dir))
+    return written
+
+
+def write_junit(results: list[BootResult], path: Path) -> Path:
+    atomic_write_text(Path(path), junit_xml(results))
+    return Path(path)
+
+
+def write_markdown(results: list[BootResult], path: Path, title: str = SUITE_NAME) -> Path:
+    atomic_write_text(Path(path), markdown(results, Path(path).parent, title))
+    return Path(path)

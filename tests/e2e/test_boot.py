@@ -1,0 +1,225 @@
+"""Real boots of real Linux 6.1 (and, if available, 2.4.22) i386 bzImages
+under QEMU (TCG).
+
+The 6.1 kernel comes from the `kernel_61` fixture (tests/conftest.py);
+without it, from $LTSP_MOSIX_TEST_BZIMAGE; else those tests skip.  The 2.4
+tests likewise use `kernel_24` or $LTSP_MOSIX_TEST_BZIMAGE_24.  Each boot takes
+~1-2 s (direct) or ~6-8 s (PXE, mostly iPXE start-up).  Console logs stay
+in pytest's tmp dir; failures print their path."""
+import os
+from pathlib import Path
+
+import pytest
+
+from initrd.build import compile_init, make_cpio_initrd, make_ext2_initrd
+from qemu import boot as boot_module
+from qemu.boot import APPEND_CPIO, APPEND_EXT2, BootCase, boot_once, run_matrix
+from qemu.hostile import make_hostile_bzimage, read_initrd_addr_max
+from qemu.pxe import PxeNode, make_tftp_tree
+from qemu.report import write_reports
+
+pytestmark = pytest.mark.e2e
+
+# 2.4's max_low_pfn and 6.1's lowmem on i386: an initrd above it is "high".
+LOWMEM_END = 0x38000000
+MB = 1024
+
+
+@pytest.fixture(scope="module")
+def bzimage_61(request) -> Path:
+    try:
+        kernel = request.getfixturevalue("kernel_61")
+    except pytest.FixtureLookupError:
+        env = os.environ.get("LTSP_MOSIX_TEST_BZIMAGE")
+        if not env:
+            pytest.skip("no 6.1 kernel: tests/conftest.py has no kernel_61 fixture and "
+                        "LTSP_MOSIX_TEST_BZIMAGE is unset")
+        kernel = Path(env)
+    kernel = Path(kernel)
+    if not kernel.is_file():
+        pytest.skip(f"6.1 kernel {kernel} does not exist")
+    return kernel
+
+
+@pytest.fixture(scope="module")
+def initrd_61(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("initrd")
+    return make_cpio_initrd(work / "initrd.cpio", compile_init(work))
+
+
+@pytest.fixture
+def logs(tmp_path) -> Path:
+    return tmp_path / "logs"
+
+
+def _boot(kernel, initrd, logs, **kwargs):
+    kwargs.setdefault("cpu", "pentium")
+    kwargs.setdefault("nic", "e1000")
+    kwargs.setdefault("mem_mb", 512)
+    kwargs.setdefault("timeout", 90)
+    name = f"{kwargs.get('variant', 'test')}-{kwargs.get('path', 'pxe')}-{kwargs['nic']}-{kwargs['mem_mb']}"
+    result = boot_once(kernel, initrd, log_path=logs / f"{name}.log", **kwargs)
+    print(f"{result.name}: {result.verdict} {result.seconds}s log={result.log_path}")
+    return result
+
+
+def _explain(result) -> str:
+    return f"{result.verdict} {result.kind}: {result.console_line} (log {result.log_path})"
+
+
+def test_direct_boot_reaches_the_marker(bzimage_61, initrd_61, logs):
+    result = _boot(bzimage_61, initrd_61, logs, path="direct")
+    assert result.passed, _explain(result)
+    assert result.kernel_version.startswith("6.1.")
+    assert 400 * MB < result.mem_total_kb <= 512 * MB
+    assert result.interfaces == ["lo", "eth0"] and result.drivers == {"eth0": "e1000"}
+    assert result.mosix == "no Mosix"
+    assert result.seconds < 30
+    assert result.log_path.is_file() and "LTSP-MOSIX-BOOT-OK" in result.log_path.read_text()
+
+
+@pytest.mark.parametrize("mem_mb", [512, 3584])
+def test_pxe_boot_with_e1000(bzimage_61, initrd_61, logs, mem_mb):
+    result = _boot(bzimage_61, initrd_61, logs, path="pxe", mem_mb=mem_mb)
+    assert result.passed, _explain(result)
+    log = result.log_path.read_text()
+    assert "PXELINUX" in log and "Loading lts/linux-6.1/vmlinuz-test... ok" in log
+    if mem_mb == 3584:
+        # The pc machine keeps 3 GB below 4 GB at this size; all of it is
+        # visible to a HIGHMEM4G kernel.
+        assert result.mem_total_kb > 2900 * MB, _explain(result)
+    assert result.interfaces == ["lo", "eth0"]
+
+
+@pytest.mark.parametrize("path", ["direct", "pxe"])
+def test_hostile_loader_initrd_is_placed_high_and_6_1_relocates_it(
+        bzimage_61, initrd_61, logs, tmp_path, path):
+    hostile = make_hostile_bzimage(bzimage_61, tmp_path / "bzImage-hostile")
+    assert read_initrd_addr_max(hostile.read_bytes()) == 0xFFFFFFFF
+    result = _boot(hostile, initrd_61, logs, path=path, mem_mb=3584)
+    assert result.passed, _explain(result)
+    assert result.initrd_start is not None and result.initrd_start >= LOWMEM_END, \
+        f"initrd at {result.initrd_start:#x}: the loader did not place it high"
+    assert result.initrd_moved_to is not None and result.initrd_moved_to < LOWMEM_END, \
+        "6.1 should have copied the initrd into low memory (relocate_initrd)"
+
+
+@pytest.mark.parametrize("nic,driver", [("rtl8139", "8139cp"), ("ne2k_pci", "ne2k-pci")])
+def test_pxe_boot_with_other_nics(bzimage_61, initrd_61, logs, nic, driver):
+    result = _boot(bzimage_61, initrd_61, logs, path="pxe", nic=nic)
+    assert result.passed, _explain(result)
+    assert result.drivers == {"eth0": driver}
+
+
+def test_shared_tftp_tree_boots_each_node_its_own_kernel(bzimage_61, initrd_61, logs, tmp_path):
+    """Two nodes in one LTSP-style tree: pxelinux must pick the 01-<mac> file
+    of the booting node; an unknown MAC must be refused, not booted."""
+    nodes = [PxeNode(f"52:54:00:00:00:0{n}", bzimage_61, initrd_61, f"{APPEND_CPIO} ltsp_node={n}",
+                     variant=f"node{n}") for n in (1, 2)]
+    root = make_tftp_tree(tmp_path / "tftp", nodes)
+    second = _boot(bzimage_61, initrd_61, logs, path="pxe", tftp_root=root,
+                   mac="52:54:00:00:00:02", mem_mb=256, variant="node2")
+    assert second.passed, _explain(second)
+    log = second.log_path.read_text()
+    assert "Loading lts/linux-6.1/vmlinuz-node2... ok" in log and "ltsp_node=2" in log
+    stranger = _boot(bzimage_61, initrd_61, logs, path="pxe", tftp_root=root,
+                     mac="52:54:00:00:00:09", mem_mb=256, variant="stranger")
+    assert (stranger.verdict, stranger.kind) == ("fail", "pxe-no-entry"), _explain(stranger)
+
+
+def _qemu_processes_named(name: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if name.encode() in argv:
+                found.append(int(proc.name))
+    return found
+
+
+def test_no_qemu_survives_a_timeout(bzimage_61, initrd_61, logs):
+    # PXE takes seconds before the kernel runs, so 1 s is a sure timeout.
+    result = _boot(bzimage_61, initrd_61, logs, path="pxe", timeout=1, variant="timeout-probe")
+    assert (result.verdict, result.kind) == ("hang", "timeout")
+    assert _qemu_processes_named(f"ltsp-mosix-{result.name}") == []
+
+
+def test_no_qemu_survives_an_interrupt(bzimage_61, initrd_61, logs, monkeypatch):
+    seen = {}
+
+    def interrupted_watch(child, **kwargs):
+        seen["pid"] = child.pid
+        assert child.isalive()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(boot_module, "watch_stream", interrupted_watch)
+    with pytest.raises(KeyboardInterrupt):
+        _boot(bzimage_61, initrd_61, logs, path="direct")
+    assert not Path(f"/proc/{seen['pid']}").exists(), "QEMU was not killed and reaped"
+
+
+def test_matrix_of_direct_boots_with_reports(bzimage_61, initrd_61, tmp_path, capsys):
+    cases = [BootCase(bzimage_61, initrd_61, "pentium", "pentium", "e1000", mem, path="direct")
+             for mem in (256, 1024)]
+    results = run_matrix(cases, log_dir=tmp_path / "logs", jobs=1)
+    assert [r.verdict for r in results] == ["pass", "pass"], [_explain(r) for r in results]
+    out = capsys.readouterr().out
+    assert "[1/2] linux-6.1-pentium-e1000-256M-direct: pass" in out
+    assert "[2/2] linux-6.1-pentium-e1000-1024M-direct: pass" in out
+    written = write_reports(results, tmp_path)
+    assert "2 boots: 2 pass, 0 fail, 0 hang" in written["table"].read_text()
+
+
+# -- Linux 2.4: the bug the hostile loader reproduces --------------------------
+
+@pytest.fixture(scope="module")
+def bzimage_24(request) -> Path:
+    """A 2.4.22 i386 bzImage (serial console, initrd, ramdisk, ext2, e1000):
+    the `kernel_24` fixture if tests/conftest.py has one, else
+    $LTSP_MOSIX_TEST_BZIMAGE_24."""
+    try:
+        kernel = request.getfixturevalue("kernel_24")
+    except pytest.FixtureLookupError:
+        env = os.environ.get("LTSP_MOSIX_TEST_BZIMAGE_24")
+        if not env:
+            pytest.skip("no 2.4 kernel: no kernel_24 fixture and LTSP_MOSIX_TEST_BZIMAGE_24 is unset")
+        kernel = Path(env)
+    if not Path(kernel).is_file():
+        pytest.skip(f"2.4 kernel {kernel} does not exist")
+    return Path(kernel)
+
+
+@pytest.fixture(scope="module")
+def initrd_24(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("initrd24")
+    return make_ext2_initrd(work / "initrd.ext2", compile_init(work))
+
+
+@pytest.mark.parametrize("append", [APPEND_EXT2, "console=ttyS0,115200 panic=1"],
+                         ids=["sbin-init", "linuxrc"])
+def test_2_4_direct_boot_runs_the_node_init(bzimage_24, initrd_24, logs, append):
+    result = _boot(bzimage_24, initrd_24, logs, path="direct", append=append, line="linux-2.4.22")
+    assert result.passed, _explain(result)
+    assert result.kernel_version.startswith("2.4.")
+    assert result.interfaces == ["lo", "eth0"]
+
+
+def test_2_4_pxe_at_3584_mb_respects_initrd_addr_max(bzimage_24, initrd_24, logs):
+    """pxelinux honours the header's 0x37FFFFFF: the initrd stays in lowmem."""
+    assert read_initrd_addr_max(bzimage_24.read_bytes()) == 0x37FFFFFF
+    result = _boot(bzimage_24, initrd_24, logs, path="pxe", mem_mb=3584, append=APPEND_EXT2,
+                   line="linux-2.4.22")
+    assert result.passed, _explain(result)
+    assert result.mem_total_kb > 2900 * MB
+
+
+@pytest.mark.parametrize("path", ["direct", "pxe"])
+def test_2_4_hostile_loader_reproduces_the_dropped_initrd(bzimage_24, initrd_24, logs, tmp_path, path):
+    hostile = make_hostile_bzimage(bzimage_24, tmp_path / "bzImage-24-hostile")
+    result = _boot(hostile, initrd_24, logs, path=path, mem_mb=3584, append=APPEND_EXT2,
+                   line="linux-2.4.22")
+    assert (result.verdict, result.kind) == ("fail", "initrd-beyond-memory"), _explain(result)
+    assert result.console_line.startswith("initrd extends beyond end of memory (0x")

@@ -1,0 +1,82 @@
+"""Matrix table, JUnit XML and Markdown report of boot results."""
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from qemu.boot import BootResult, progress_line
+from qemu.report import format_table, junit_xml, markdown, write_reports
+
+
+def _result(variant, nic, mem, verdict, seconds, kind=None, line=None, log_dir=Path("/r/logs"), **extra):
+    name = f"linux-6.1-{variant}-{nic}-{mem}M-pxe"
+    return BootResult(name=name, line="linux-6.1", variant=variant, cpu=variant.split("-")[0],
+                      nic=nic, boot_nic=nic, mem_mb=mem, path="pxe", verdict=verdict,
+                      seconds=seconds, kind=kind, console_line=line,
+                      log_path=log_dir / f"{name}.log", **extra)
+
+
+@pytest.fixture
+def results(tmp_path):
+    logs = tmp_path / "logs"
+    return [
+        _result("pentium", "e1000", 512, "pass", 7.2, log_dir=logs, interfaces=["lo", "eth0"],
+                mem_total_kb=515396),
+        _result("pentium", "e1000", 3584, "fail", 9.1, "initrd-beyond-memory",
+                "initrd extends beyond end of memory (0x7ff5c000 > 0x38000000)", log_dir=logs),
+        _result("athlon", "rtl8139", 512, "hang", 60.0, "timeout",
+                "e1000: Copyright (c) 1999-2006 Intel Corporation.", log_dir=logs),
+        _result("pentium-epic100", "epic100", 512, "pass", 6.2, log_dir=logs,
+                interfaces=["lo"], notes=["driver present, no card to bind | epic100"]),
+    ]
+
+
+def test_table_is_variant_by_nic_by_memory(results):
+    table = format_table(results)
+    lines = table.splitlines()
+    assert lines[0].split() == ["line", "variant", "nic", "path", "512", "MB", "3584", "MB"]
+    pentium = next(l for l in lines if " pentium " in l and "e1000" in l)
+    assert "pass 7.2s" in pentium and "fail initrd-beyond-memory" in pentium
+    athlon = next(l for l in lines if " athlon " in l)
+    assert "hang timeout" in athlon and athlon.rstrip().endswith("-")   # no 3584 MB cell
+    assert lines[-1] == "4 boots: 2 pass, 1 fail, 1 hang"
+
+
+def test_junit_parses_and_has_one_testcase_per_boot(results):
+    root = ET.fromstring(junit_xml(results))
+    suite = root.find("testsuite")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("4", "1", "1")
+    cases = suite.findall("testcase")
+    assert len(cases) == 4
+    failure = cases[1].find("failure")
+    assert failure.get("type") == "initrd-beyond-memory"
+    assert failure.get("message") == ("initrd-beyond-memory: initrd extends beyond end of "
+                                      "memory (0x7ff5c000 > 0x38000000)")
+    assert cases[2].find("error").get("type") == "timeout"
+    assert cases[0].find("failure") is None and cases[0].find("error") is None
+    assert cases[0].find("system-out").text == str(results[0].log_path)
+    assert cases[0].get("classname") == "boot.linux-6.1.pentium"
+    assert cases[0].get("name") == "e1000-512M-pxe"
+
+
+def test_markdown_links_every_log_relatively(results, tmp_path):
+    text = markdown(results, tmp_path)
+    for result in results:
+        assert f"[log](logs/{result.log_path.name})" in text
+    assert "| pentium | e1000 | pxe | pass 7.2s | fail initrd-beyond-memory |" in text
+    # A pipe in a note must not break the table.
+    assert "driver present, no card to bind \\| epic100" in text
+
+
+def test_write_reports_writes_three_files_atomically(results, tmp_path):
+    written = write_reports(results, tmp_path / "report")
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["junit.xml", "matrix.txt", "report.md"]
+    ET.parse(written["junit"])
+    assert "[log](../logs/" in written["markdown"].read_text()
+
+
+def test_progress_line(results):
+    assert progress_line(2, 4, results[1]) == (
+        "[2/4] linux-6.1-pentium-e1000-3584M-pxe: fail 9.1s initrd-beyond-memory: "
+        "initrd extends beyond end of memory (0x7ff5c000 > 0x38000000)")
+    assert progress_line(1, 4, results[0]) == "[1/4] linux-6.1-pentium-e1000-512M-pxe: pass 7.2s"
