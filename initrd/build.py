@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from kernels.errors import InfraError, UserError
+from kernels.paths import atomic_write_bytes
 from initrd.cpio import CpioEntry, newc_archive
 
 # The line the node init prints once it has reported everything; the console
@@ -53,12 +54,7 @@ def _temp_beside(out: Path) -> Path:
 
 
 def _write_bytes_atomically(out: Path, data: bytes) -> Path:
-    tmp = _temp_beside(out)
-    try:
-        tmp.write_bytes(data)
-        return _replace_atomically(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return atomic_write_bytes(out, data)
 
 
 def _read_init(init_path: Path) -> bytes:

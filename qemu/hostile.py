@@ -7,11 +7,11 @@ top of RAM.  Raising it reproduces the Mosix-era bug on a >1 GB node: 2.4
 drops an initrd above 896 MB ("initrd extends beyond end of memory"), while
 6.1 copies it down (relocate_initrd) and must still boot.
 See Documentation/x86/boot.rst in the kernel tree."""
-import os
 import struct
 from pathlib import Path
 
 from kernels.errors import UserError
+from kernels.paths import atomic_write_bytes
 
 HEADER_MAGIC_OFFSET = 0x202      # "HdrS"
 PROTOCOL_OFFSET = 0x206          # u16, e.g. 0x0203
@@ -45,11 +45,4 @@ def make_hostile_bzimage(src: Path, dst: Path, initrd_addr_max: int = 0xFFFFFFFF
     image = bytearray(src.read_bytes())
     _check_header(bytes(image), str(src))
     struct.pack_into("<I", image, INITRD_ADDR_MAX_OFFSET, initrd_addr_max)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(image)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dst
+    return atomic_write_bytes(dst, bytes(image))

@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 FIXTURES = ROOT / "tests" / "fixtures"
+pytest_plugins = ["tests.net_fixtures"]     # loopback HTTP server, gpg keys
 DOIT = [sys.executable, "-m", "doit"]
 
 

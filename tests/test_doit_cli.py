@@ -2,7 +2,6 @@
 check on a small line whose kernel tarball (the fake 2.4 tree) is served by
 a real HTTP server on 127.0.0.1."""
 import os
-import subprocess
 
 import pytest
 

@@ -11,7 +11,6 @@ import pytest
 
 from kernels import build, kconfig, matrix, release, tree
 from kernels.errors import UserError, VerificationError
-from tests.net_fixtures import gpg_keys  # noqa: F401  (session fixture)
 
 
 def lay_out_variant(line, variant, *, source="verified", verdict="pass", kernel=b"HdrS-kernel"):

@@ -101,7 +101,6 @@ def test_distcc_compiles_kernel_objects_on_a_real_distccd(kernel_61, tmp_path, m
         monkeypatch.setenv("DISTCC_FALLBACK", "0")      # fail rather than compile locally
         monkeypatch.setenv("CCACHE_DIR", str(tmp_path / "ccache"))    # cold: every object misses
         line = matrix.load_line("linux-6.1")
-        variant = line.variant("pentium")
         chain = toolchain.for_line(line)
         assert any(v.startswith("CC=") and "gcc" in v for v in chain.make_vars)
         objdir = LINE_DIR / "variants" / "pentium" / "obj"

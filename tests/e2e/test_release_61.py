@@ -6,7 +6,6 @@ import shutil
 import pytest
 
 from tests.conftest import run_doit
-from tests.net_fixtures import gpg_keys  # noqa: F401  (session fixture)
 
 pytestmark = pytest.mark.e2e
 
