@@ -23,7 +23,9 @@ def isolated(tmp_path, monkeypatch):
     configs = tmp_path / "configs"
     patches = tmp_path / "patches"
     shutil.copytree(ROOT / "configs", configs)
-    shutil.copytree(ROOT / "patches", patches)
+    if (ROOT / "patches").is_dir():
+        shutil.copytree(ROOT / "patches", patches)
+    patches.mkdir(exist_ok=True)
     monkeypatch.setenv("LTSP_MOSIX_CONFIGS", str(configs))
     monkeypatch.setenv("LTSP_MOSIX_PATCHES", str(patches))
     monkeypatch.setenv("LTSP_MOSIX_BUILD_DIR", str(tmp_path / "build"))
