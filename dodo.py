@@ -191,3 +191,16 @@ def task_verify_release():
             "actions": [_run(pipeline.verify_release, get_var("dir", ""), get_var("key", ""),
                              get_var("keys", ""))],
             "uptodate": [False]}
+
+
+def task_cluster_test():
+    """Server + three nodes in a network namespace: PXE by MAC, NFS root, ping (doit cluster-test [cluster=FILE])."""
+    name = get_var("cluster", "")
+    try:
+        variants = sorted({node.variant_name for node in pipeline.load_test_cluster(LINE, name).nodes})
+    except LtspError:
+        variants = []       # the action reports the error
+    return {"basename": "cluster-test",
+            "actions": [_run(pipeline.cluster_test, LINE, name)],
+            "task_dep": [f"kernel:{v}" for v in variants],
+            "uptodate": [False]}

@@ -78,6 +78,7 @@ def _gcc_can_target_i386(gcc: str) -> bool:
 
 def compile_init(out_dir: Path, source: Path = INIT_SOURCE) -> Path:
     """Compile init.c into out_dir/init, a static i386 ELF with no libc."""
+    source = Path(source).resolve()     # gcc runs in the source's folder
     gcc = shutil.which("gcc")
     if gcc is None:
         raise InfraError("gcc not found: install the Debian package `gcc` "

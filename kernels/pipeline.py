@@ -125,3 +125,24 @@ def verify_release(directory: str, key: str, keys: str) -> None:
         raise UserError("verify-release needs dir=RELEASE_DIR key=FINGERPRINT [keys=DIR with <FPR>.asc]")
     keys_path = Path(keys) if keys else keys_dir()
     print(release.verify_release(Path(directory), key.replace(" ", "").upper(), keys_path), flush=True)
+
+
+def cluster_file(name: str) -> Path:
+    return Path(name) if name else configs_dir() / "cluster-qemu.toml"
+
+
+def load_test_cluster(line, name: str):
+    from rootfs.cluster import load_cluster
+    cluster = load_cluster(cluster_file(name))
+    return cluster if cluster.line_name == line.name else cluster.for_line(line.name)
+
+
+def cluster_test(line, name: str) -> None:
+    from qemu.cluster_test import built_kernels, default_state_dir, node_line, run_cluster_test
+    cluster = load_test_cluster(line, name)
+    results = run_cluster_test(cluster, built_kernels(cluster), default_state_dir(line.name))
+    for result in results:
+        print(node_line(result), flush=True)
+    if not results.passed:
+        raise UserError(f"cluster-test {line.name}: not every node came up and reached the others "
+                        f"(logs under {default_state_dir(line.name)})")

@@ -17,7 +17,7 @@ import pexpect
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the forked child before exec."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -49,7 +49,7 @@ def running(argv: list[str], *, cwd=None) -> Iterator[tuple[pexpect.spawn, float
     started_at = time.monotonic()
     child = pexpect.spawn(argv[0], argv[1:], cwd=cwd, encoding="utf-8",
                           codec_errors="replace", echo=False, timeout=None,
-                          dimensions=(24, 250), preexec_fn=_die_with_parent)
+                          dimensions=(24, 250), preexec_fn=die_with_parent)
     try:
         yield child, started_at
     finally:

@@ -1,0 +1,590 @@
+"""NFS-root boots: one node on QEMU's user network, and a virtual cluster
+(server + nodes on one bridge) inside a network namespace of our own.
+
+    boot_nfsroot(kernel, state_dir)                    -> NfsBootResult
+    run_cluster_test(cluster, {variant: bzImage}, state_dir) -> ClusterResults
+
+The node init is initrd/nfsinit.c on the exported root (initrd/nfsroot.py
+lays the root out).  A node passes when the console watcher's verdict is
+pass (marker reached: the init ran from the NFS root to its end) AND the
+server side agrees: the file the node wrote is in the export with the
+node's kernel release and address, and (cluster) every node got ICMP echo
+replies from every other node.
+
+Cluster run, all inside one NetNamespace (qemu/netns.py):
+  br0 (the cluster's server address) + tap<i> per node; rpcbind + ganesha
+  (qemu/nfs.py) exporting the node root as the cluster's nfs_root; dnsmasq
+  with the config rootfs.dnsmasq generates (DHCP by MAC, TFTP from the tree
+  rootfs.tftp.write_tftp_tree writes: pxelinux.cfg/01-<mac> per node, each
+  with its own kernel variant); one QEMU per node on `-netdev tap`, started
+  one after another and running together.
+Teardown is an ExitStack: QEMUs (killed and reaped by qemu.process.running,
+also when a watch is cancelled), dnsmasq, ganesha, rpcbind, then the
+namespace with its bridge and taps; on success, on failure, on Ctrl-C."""
+import dataclasses
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from initrd.nfsroot import (booted_file, compile_nfsinit, done_file, make_node_root,
+                            make_nfsroot_initrd, parse_booted, parse_done)
+from kernels import build, paths
+from kernels.errors import InfraError, UserError
+from kernels.paths import atomic_write_text
+from qemu.facts import parse_boot_facts
+from qemu.machine import NIC_MODELS, machine_for
+from qemu.netns import NetNamespace, remove_stale_namespaces, require_tool
+from qemu.nfs import NfsServer, log_tail, stop_process
+from qemu.process import die_with_parent, running
+from qemu.pxe import PxeNode, make_tftp_tree
+from qemu.watcher import FAIL, PASS, watch_stream
+from rootfs.cluster import Cluster
+from rootfs.dnsmasq import write_dnsmasq_conf
+from rootfs.tftp import BootImages, nfs_options, pxe_nodes, write_tftp_tree
+
+# Kernel command line besides ip=/root=/nfsroot= (rootfs.tftp.node_append
+# adds those): serial console, a panic ends QEMU, the init on the NFS root.
+NODE_APPEND = "console=ttyS0,115200 panic=1 rw init=/sbin/init"
+# QEMU user networking: the host (here: the namespace's loopback) is 10.0.2.2.
+USER_NET_SERVER = "10.0.2.2"
+DEFAULT_PSEUDO = "/opt/ltsp/i386"        # LTSP 3's node root, as cluster.toml has it
+BRIDGE = "br0"
+# The init prints this once it runs from the NFS root and knows its address:
+# the end of the "boot" (phase 1) of a cluster node.
+INIT_IP_PREFIX = "ltsp-mosix: ip "
+
+NFS_BOOT_TIMEOUT = 90.0
+CLUSTER_TIMEOUT = 300.0      # per node, QEMU start -> marker (PXE ~25 s + pings + barrier)
+STAGGER_SECONDS = 3.0        # between QEMU starts: iPXE start-up is the CPU-heavy part
+
+_IP = re.compile(r"^ltsp-mosix: ip (\S+)(?: dev (\S+))?")
+_HOST = re.compile(r"^ltsp-mosix: host (\S+)")
+_ROOT = re.compile(r"^ltsp-mosix: root (.+)")
+_PING = re.compile(r"^ltsp-mosix: ping (\S+) (ok|FAILED)")
+_PEERS = re.compile(r"^ltsp-mosix: peers (.+)")
+_HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")   # also safe in QEMU's -netdev
+_LOADING = re.compile(r"Loading (\S*vmlinuz\S*?)(?:\.\.\.| |$)")
+
+
+@dataclass
+class InitReport:
+    """What nfsinit.c said on the console."""
+    kernel_release: str | None = None
+    host: str | None = None
+    root: str | None = None
+    ip: str | None = None
+    device: str | None = None
+    pings: dict[str, bool] = field(default_factory=dict)
+    peers: str | None = None           # "done", "none", "timeout waiting for <ip>"
+    loaded_kernel: str | None = None   # pxelinux "Loading <path>"
+
+
+def parse_init_report(transcript: str) -> InitReport:
+    from qemu.watcher import clean_line
+    facts = parse_boot_facts(transcript)
+    report = InitReport(kernel_release=facts.kernel.split()[0] if facts.kernel else None)
+    for raw in transcript.splitlines():
+        line = clean_line(raw)
+        if report.loaded_kernel is None and (found := _LOADING.search(line)):
+            report.loaded_kernel = found.group(1)
+        if found := _IP.match(line):
+            report.ip, report.device = found.group(1), found.group(2)
+        elif found := _HOST.match(line):
+            report.host = found.group(1)
+        elif found := _ROOT.match(line):
+            report.root = found.group(1)
+        elif found := _PING.match(line):
+            report.pings[found.group(1)] = found.group(2) == "ok"
+        elif found := _PEERS.match(line):
+            report.peers = found.group(1)
+    return report
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """A SIGTERM (doit or CI stopping us) gets the teardown Ctrl-C gets:
+    Python's default would end the process without running any `finally`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        # Once: a second SIGTERM must not cut the teardown the first started.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _combine_logs(first: Path, second: Path) -> None:
+    """Phase 2's log appended to phase 1's: one console log per node."""
+    if second.is_file():
+        with open(first, "a", encoding="utf-8") as out:
+            out.write(second.read_text(encoding="utf-8", errors="replace"))
+        second.unlink()
+
+
+def _server_side(root: Path, host: str | None, report: InitReport) -> tuple[dict | None, list[str]]:
+    """The booted-<host> file the node wrote, checked against its console."""
+    problems = []
+    if not host:
+        return None, ["the node reported no host name, so its booted- file is unknown"]
+    path = booted_file(root, host)
+    if not path.is_file():
+        return None, [f"{path.name} is not in the export {root}: the node did not write its NFS root"]
+    booted = parse_booted(path.read_text())
+    if report.kernel_release and booted.get("release") != report.kernel_release:
+        problems.append(f"{path.name} says release {booted.get('release')}, "
+                        f"the console {report.kernel_release}")
+    if report.ip and booted.get("ip") != report.ip:
+        problems.append(f"{path.name} says ip {booted.get('ip')}, the console {report.ip}")
+    return booted, problems
+
+
+# -- one node, QEMU user networking ----------------------------------------------
+
+@dataclass
+class NfsBootResult:
+    verdict: str
+    kind: str | None
+    console_line: str | None
+    seconds: float | None            # QEMU start -> marker
+    log_path: Path
+    path: str                        # "direct" | "pxe"
+    append: str
+    report: InitReport
+    booted: dict | None              # the file found on the server side
+    nfs_ready_seconds: float | None
+    namespace: str | None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == PASS and not self.problems
+
+
+def nfsroot_append(server: str, mount_path: str, kernel_version: str = "6.1",
+                   extra: str = NODE_APPEND) -> str:
+    nfsroot = f"{server}:{mount_path},{nfs_options(kernel_version)}"
+    return f"{extra} ip=dhcp root=/dev/nfs nfsroot={nfsroot}"
+
+
+def boot_nfsroot(kernel, state_dir, *, path: str = "direct", cpu: str = "pentium",
+                 nic: str = "e1000", mem_mb: int = 256, hostname: str = "nfsnode1",
+                 mac: str = "52:54:00:67:01:01", pseudo: str = DEFAULT_PSEUDO,
+                 kernel_version: str = "6.1", timeout: float = NFS_BOOT_TIMEOUT,
+                 isolate: bool = True) -> NfsBootResult:
+    """Boot one node with its root on NFS served from state_dir/root.
+
+    isolate=True runs ganesha, rpcbind and QEMU in a NetNamespace of their
+    own: QEMU's user network then reaches only that namespace's loopback
+    (10.0.2.2 -> 127.0.0.1 there), not the host's network.  isolate=False
+    serves from the host (reusing a running rpcbind)."""
+    if path not in ("direct", "pxe"):
+        raise UserError(f"unknown boot path {path!r}: valid are direct, pxe")
+    if not _HOSTNAME.match(hostname):
+        raise UserError(f"host name {hostname!r} is not a simple name (a-z, 0-9, '-')")
+    kernel = Path(kernel)
+    if not kernel.is_file():
+        raise UserError(f"kernel image {kernel} does not exist")
+    state_dir = Path(state_dir).resolve()
+    machine = machine_for("i386", cpu=cpu, nic=nic, mem_mb=mem_mb, mac=mac,
+                          name=f"ltsp-mosix-nfsroot-{hostname}")
+    qemu = machine.qemu_path()
+    root = make_node_root(state_dir / "root", compile_nfsinit(state_dir / "init"))
+    append = nfsroot_append(USER_NET_SERVER, pseudo, kernel_version)
+    netdev = f"user,id=n0,hostname={hostname}"
+    device = f"{machine.nic.name},netdev=n0,mac={machine.mac}"
+    if path == "direct":
+        tail = ["-kernel", str(kernel), "-append", append]
+        device += ",romfile="           # no PXE ROM: QEMU loads the kernel itself
+    else:
+        node = PxeNode(machine.mac, kernel, make_nfsroot_initrd(state_dir / "initrd-nfsroot.cpio"),
+                       append, variant="nfsroot")
+        tftp = make_tftp_tree(state_dir / "tftp", [node])
+        netdev += f",tftp={tftp},bootfile=pxelinux.0"
+        tail = ["-boot", "n"]
+    argv = [qemu, *machine.common_args(path), "-netdev", netdev, "-device", device, *tail]
+    log_path = state_dir / "logs" / f"{hostname}-{path}.log"
+    with ExitStack() as stack:
+        stack.enter_context(_sigterm_as_interrupt())
+        namespace = stack.enter_context(NetNamespace()) if isolate else None
+        server = stack.enter_context(NfsServer(root, state_dir / "nfs", pseudo=pseudo,
+                                               namespace=namespace))
+        if namespace is not None:
+            argv = namespace.argv(argv)
+        with running(argv, cwd=state_dir) as (child, started_at):
+            watch = watch_stream(child, timeout=timeout, log_path=log_path, started_at=started_at)
+    report = parse_init_report(watch.transcript)
+    booted, problems = _server_side(root, report.host, report)
+    if watch.verdict == PASS:
+        problems += _root_problems(report, f"{USER_NET_SERVER}:{pseudo}")
+    return NfsBootResult(watch.verdict, watch.kind, watch.line, watch.seconds, log_path, path,
+                         append, report, booted, server.ready_seconds,
+                         namespace.name if namespace else None, problems)
+
+
+def _root_problems(report: InitReport, source: str) -> list[str]:
+    if not report.root:
+        return ["the init did not report its root mount"]
+    words = report.root.split()
+    if len(words) < 3 or words[0] != source or words[1] != "/" or words[2] != "nfs":
+        return [f"root is {report.root!r}, not {source} on / over nfs"]
+    return []
+
+
+# -- the cluster ---------------------------------------------------------------------
+
+@dataclass
+class NodeResult:
+    name: str
+    variant: str
+    cpu: str
+    nic: str
+    mac: str
+    expected_ip: str
+    verdict: str = FAIL
+    kind: str | None = "not-started"
+    console_line: str | None = None
+    boot_seconds: float | None = None    # QEMU start -> init running from NFS root, IP known
+    seconds: float | None = None         # QEMU start -> marker (after pings and the barrier)
+    log_path: Path | None = None
+    report: InitReport = field(default_factory=InitReport)
+    booted: dict | None = None           # server side: booted-<name>
+    done: dict[str, bool] = field(default_factory=dict)   # server side: done-<ip>
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ip(self) -> str | None:
+        return self.report.ip
+
+    @property
+    def pings(self) -> dict[str, bool]:
+        return self.report.pings
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == PASS and not self.problems
+
+
+class ClusterResults(list):
+    """The per-node results (a list, in node order), plus the run's facts."""
+
+    def __init__(self, results=(), **facts):
+        super().__init__(results)
+        self.namespace: str | None = facts.get("namespace")
+        self.namespace_removed: bool | None = facts.get("namespace_removed")
+        self.nfs_ready_seconds: float | None = facts.get("nfs_ready_seconds")
+        self.state_dir: Path | None = facts.get("state_dir")
+        self.seconds: float | None = facts.get("seconds")
+
+    @property
+    def passed(self) -> bool:
+        return bool(self) and all(r.passed for r in self) and bool(self.namespace_removed)
+
+
+class Dnsmasq:
+    """dnsmasq in the foreground in a namespace, config from rootfs.dnsmasq."""
+
+    def __init__(self, conf: Path, state_dir: Path, namespace: NetNamespace,
+                 startup_timeout: float = 20.0):
+        self.conf, self.state_dir, self.namespace = Path(conf), Path(state_dir), namespace
+        self.log_path = self.state_dir / "dnsmasq.log"
+        self.startup_timeout = startup_timeout
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "Dnsmasq":
+        dnsmasq = require_tool("dnsmasq", "dnsmasq-base")
+        check = subprocess.run([dnsmasq, "--test", f"--conf-file={self.conf}"],
+                               capture_output=True, text=True)
+        if check.returncode != 0:
+            raise UserError(f"dnsmasq rejects {self.conf}: {check.stderr.strip()}")
+        self.log_path.unlink(missing_ok=True)
+        argv = [dnsmasq, "--keep-in-foreground", f"--conf-file={self.conf}",
+                f"--pid-file={self.state_dir / 'dnsmasq.pid'}",
+                f"--dhcp-leasefile={self.state_dir / 'dnsmasq.leases'}",
+                f"--log-facility={self.log_path}", "--log-dhcp",
+                # It stays root: it lives alone in our namespace, and the
+                # TFTP tree may sit in a private (0700) test directory.
+                "--user=root"]
+        stderr_path = self.state_dir / "dnsmasq.stderr"
+        with open(stderr_path, "wb") as stderr:
+            self.proc = subprocess.Popen(self.namespace.argv(argv), stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=stderr,
+                                         start_new_session=True, preexec_fn=die_with_parent)
+        deadline = time.monotonic() + self.startup_timeout
+        try:
+            while "TFTP root is" not in (self.log_path.read_text(errors="replace")
+                                         if self.log_path.is_file() else ""):
+                if self.proc.poll() is not None:
+                    raise InfraError(f"dnsmasq exited with status {self.proc.returncode}: "
+                                     f"{log_tail(stderr_path)}\n{log_tail(self.log_path)}")
+                if time.monotonic() > deadline:
+                    raise InfraError(f"dnsmasq did not start within {self.startup_timeout:.0f} s")
+                time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def default_state_dir(line_name: str) -> Path:
+    """build/<line>/cluster-test: node root, TFTP tree, server state, logs."""
+    return paths.line_dir(line_name) / "cluster-test"
+
+
+def built_kernels(cluster: Cluster) -> dict[str, Path]:
+    """variant name -> the project's bzImage of it, for the variants the
+    cluster's nodes boot (whether or not built yet: run_cluster_test says
+    which is missing)."""
+    return {node.variant_name: build.out_dir(cluster.line, node.variant) / "bzImage"
+            for node in cluster.nodes}
+
+
+def _select_nodes(cluster: Cluster, names) -> list:
+    nodes = list(cluster.nodes_by_ip())
+    if names is not None:
+        unknown = sorted(set(names) - {n.name for n in nodes})
+        if unknown:
+            raise UserError(f"cluster {cluster.name} has no node(s) {', '.join(unknown)}")
+        nodes = [n for n in nodes if n.name in set(names)]
+    if not nodes:
+        raise UserError(f"cluster {cluster.name}: no nodes to boot")
+    no_card = [f"{n.name} ({n.nic})" for n in nodes if n.nic not in NIC_MODELS]
+    if no_card:
+        raise UserError(f"QEMU emulates no card for {', '.join(no_card)}: an NFS-root node "
+                        f"needs its network before its root; valid cards for the cluster "
+                        f"test: {', '.join(sorted(NIC_MODELS))}")
+    return nodes
+
+
+def _validate(cluster: Cluster, nodes, kernels) -> dict[str, Path]:
+    if cluster.line.initrd_format != "cpio":
+        raise UserError(f"the NFS-root cluster test boots lines with an initramfs (linux-6.1); "
+                        f"line {cluster.line_name} has {cluster.line.initrd_format} initrds")
+    missing = sorted({n.variant_name for n in nodes} - set(kernels))
+    if missing:
+        raise UserError(f"no kernel given for variant(s) {', '.join(missing)} of cluster "
+                        f"{cluster.name}: build them with `doit line={cluster.line_name} "
+                        f"kernel:<variant>`")
+    images = {}
+    for variant in {n.variant_name for n in nodes}:
+        image = Path(kernels[variant])
+        if not image.is_file():
+            raise UserError(f"kernel image {image} for variant {variant} does not exist")
+        images[variant] = image
+    return images
+
+
+def _node_argv(namespace: NetNamespace, cluster: Cluster, node, tap: str) -> list[str]:
+    machine = machine_for("i386", cpu=node.cpu, nic=node.nic, mem_mb=node.memory_mb,
+                          mac=node.mac, name=f"ltsp-mosix-{cluster.name}-{node.name}")
+    return namespace.argv([
+        machine.qemu_path(), *machine.common_args("pxe"),
+        "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
+        "-device", f"{machine.nic.name},netdev=n0,mac={machine.mac}",
+        "-boot", "n"])
+
+
+def _boot_node(argv, result: NodeResult, logs: Path, timeout: float,
+               cancel: threading.Event, state_dir: Path) -> None:
+    """Runs in a thread: QEMU from start to marker, in two watches so the
+    boot time (to the init on the NFS root) is measured apart from the
+    pings and the barrier."""
+    log = logs / f"{result.name}.log"
+    second = logs / f"{result.name}.log.2"
+    result.log_path = log
+    transcript = ""
+    try:
+        with running(argv, cwd=state_dir) as (child, started_at):
+            boot = watch_stream(child, timeout=timeout, log_path=log, marker=INIT_IP_PREFIX,
+                                started_at=started_at, drain_seconds=0, cancel=cancel)
+            transcript = boot.transcript
+            result.verdict, result.kind, result.console_line = boot.verdict, boot.kind, boot.line
+            result.seconds = boot.seconds
+            if boot.verdict != PASS:
+                return
+            result.boot_seconds = boot.seconds
+            rest = watch_stream(child, timeout=timeout, log_path=second, started_at=started_at,
+                                cancel=cancel)
+            transcript += rest.transcript
+            result.verdict, result.kind, result.console_line = rest.verdict, rest.kind, rest.line
+            result.seconds = rest.seconds
+    except Exception as error:     # reported as the node's failure, never lost in a thread
+        result.verdict, result.kind, result.console_line = FAIL, "runner-error", str(error)
+    finally:
+        _combine_logs(log, second)
+        result.report = parse_init_report(transcript)
+        if result.verdict != PASS:
+            cancel.set()           # one node down: the others would wait for it in vain
+
+
+def _judge(result: NodeResult, node, peers: list[str], root: Path, expected_kernel: str,
+           source: str) -> None:
+    report = result.report
+    if result.verdict != PASS:
+        result.problems.append(f"{result.verdict} {result.kind}: {result.console_line}")
+        return
+    if report.ip != str(node.ip):
+        result.problems.append(f"reported ip {report.ip}, the cluster file says {node.ip}")
+    if report.host != node.name:
+        result.problems.append(f"reported host name {report.host}, expected {node.name}")
+    if report.loaded_kernel != expected_kernel:
+        result.problems.append(f"pxelinux loaded {report.loaded_kernel}, not this node's "
+                               f"{expected_kernel} (pxelinux.cfg/01-<mac>)")
+    result.problems += _root_problems(report, source)
+    result.booted, problems = _server_side(root, report.host, report)
+    result.problems += problems
+    done_path = done_file(root, node.ip)
+    result.done, complete = parse_done(done_path.read_text()) if done_path.is_file() else ({}, False)
+    if not complete:
+        result.problems.append(f"{done_path.name} on the server is incomplete: {result.done}")
+    for peer in peers:
+        if not report.pings.get(peer):
+            result.problems.append(f"no echo reply from {peer} "
+                                   f"({'FAILED' if peer in report.pings else 'not pinged'})")
+        elif not result.done.get(peer):
+            result.problems.append(f"console says {peer} answered, {done_path.name} does not")
+    if report.peers != "done":
+        result.problems.append(f"barrier: peers {report.peers}")
+
+
+def run_cluster_test(cluster: Cluster, kernels: dict, state_dir, *, nodes=None,
+                     timeout: float = CLUSTER_TIMEOUT, stagger: float = STAGGER_SECONDS,
+                     stream=None) -> ClusterResults:
+    """Boot the cluster's nodes (or the named ones) from one server in a
+    namespace of our own; return one NodeResult per node, in address order.
+
+    kernels maps variant name -> bzImage; every node boots its own variant
+    (pxelinux.cfg/01-<mac>).  Progress lines go to stream (stdout)."""
+    stream = stream or sys.stdout
+    started = time.monotonic()
+    selected = _select_nodes(cluster, nodes)
+    images = _validate(cluster, selected, kernels)
+    cluster = dataclasses.replace(cluster, nodes=tuple(selected))
+    state_dir = Path(state_dir).resolve()
+    logs = state_dir / "logs"
+    for old in logs.glob("*.log*") if logs.is_dir() else ():
+        old.unlink()
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def say(text: str) -> None:
+        print(f"[cluster {cluster.name}] {text}", file=stream, flush=True)
+
+    # Everything on disk first: a mistake shows before any daemon starts.
+    peers = [str(node.ip) for node in selected]
+    root = make_node_root(state_dir / "root", compile_nfsinit(state_dir / "init"), peers)
+    initrd = make_nfsroot_initrd(state_dir / "initrd-nfsroot.cpio")
+    boot_images = {variant: BootImages(image, initrd) for variant, image in images.items()}
+    tftp = write_tftp_tree(cluster, state_dir / "tftp", boot_images, extra_append=NODE_APPEND)
+    kernel_path = {p.mac: p.kernel_path for p in pxe_nodes(cluster, boot_images, NODE_APPEND)}
+    conf = write_dnsmasq_conf(cluster, state_dir / "dnsmasq.conf", interface=BRIDGE,
+                              tftp_root=tftp)
+    for node in selected:
+        machine_for("i386", cpu=node.cpu, nic=node.nic, mem_mb=node.memory_mb,
+                    mac=node.mac).qemu_path()
+
+    results = [NodeResult(node.name, node.variant_name, node.cpu, node.nic, node.mac, str(node.ip))
+               for node in selected]
+    cancel = threading.Event()
+    threads: list[threading.Thread] = []
+    facts: dict = {"state_dir": state_dir}
+    for name in remove_stale_namespaces():
+        say(f"removed namespace {name}, left behind by a run that was killed")
+    namespace = NetNamespace()
+    try:
+        with ExitStack() as stack:
+            stack.enter_context(_sigterm_as_interrupt())
+            stack.enter_context(namespace)
+            facts["namespace"] = namespace.name
+            namespace.add_bridge(BRIDGE, f"{cluster.server}/{cluster.subnet.prefixlen}")
+            taps = [f"tap{i}" for i in range(len(selected))]
+            for tap in taps:
+                namespace.add_tap(tap, BRIDGE)
+            server = stack.enter_context(NfsServer(root, state_dir / "nfs",
+                                                   pseudo=cluster.nfs_root, namespace=namespace))
+            facts["nfs_ready_seconds"] = server.ready_seconds
+            stack.enter_context(Dnsmasq(conf, state_dir, namespace))
+            say(f"namespace {namespace.name}: {BRIDGE} {cluster.server}/"
+                f"{cluster.subnet.prefixlen}, NFS {cluster.server}:{cluster.nfs_root} "
+                f"(ready in {server.ready_seconds}s), dnsmasq DHCP+TFTP")
+            try:
+                for index, (node, result, tap) in enumerate(zip(selected, results, taps)):
+                    if index and cancel.wait(stagger):
+                        break
+                    thread = threading.Thread(
+                        target=_boot_node, name=f"node-{node.name}",
+                        args=(_node_argv(namespace, cluster, node, tap), result, logs,
+                              timeout, cancel, state_dir))
+                    thread.start()
+                    threads.append(thread)
+                    say(f"{node.name} ({node.variant_name}, {node.cpu}, {node.nic}, {node.mac}) "
+                        f"started on {tap}")
+                for thread in threads:
+                    while thread.is_alive():
+                        thread.join(0.5)
+            except BaseException:
+                cancel.set()
+                for thread in threads:
+                    thread.join()
+                raise
+    finally:
+        facts["namespace_removed"] = not namespace.exists()
+    for node, result in zip(selected, results):
+        if result.kind == "not-started":
+            continue
+        _judge(result, node, [p for p in peers if p != str(node.ip)], root,
+               kernel_path[node.mac], f"{cluster.server}:{cluster.nfs_root}")
+        say(node_line(result))
+    if not facts["namespace_removed"]:
+        for result in results:
+            result.problems.append(f"namespace {namespace.name} still exists after teardown")
+    facts["seconds"] = round(time.monotonic() - started, 1)
+    outcome = ClusterResults(results, **facts)
+    write_results(outcome, state_dir / "results.json")
+    say(f"{sum(r.passed for r in outcome)}/{len(outcome)} nodes passed in {outcome.seconds}s; "
+        f"namespace {namespace.name} removed: {outcome.namespace_removed}")
+    return outcome
+
+
+def node_line(result: NodeResult) -> str:
+    boot = f"{result.boot_seconds:.1f}s" if result.boot_seconds is not None else "-"
+    total = f"{result.seconds:.1f}s" if result.seconds is not None else "-"
+    pings = " ".join(f"{ip}:{'ok' if ok else 'FAILED'}" for ip, ok in result.pings.items()) or "-"
+    verdict = "pass" if result.passed else f"FAIL ({'; '.join(result.problems)})"
+    return (f"{result.name} {result.variant} ip={result.ip} boot={boot} total={total} "
+            f"pings=[{pings}]: {verdict}")
+
+
+def write_results(results: ClusterResults, path: Path) -> None:
+    def plain(value):
+        if dataclasses.is_dataclass(value):
+            return plain(dataclasses.asdict(value))
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return str(value) if isinstance(value, Path) else value
+
+    record = {"namespace": results.namespace, "namespace_removed": results.namespace_removed,
+              "nfs_ready_seconds": results.nfs_ready_seconds, "seconds": results.seconds,
+              "passed": results.passed,
+              "nodes": [dict(plain(r), passed=r.passed) for r in results]}
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
