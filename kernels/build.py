@@ -17,7 +17,6 @@ from kernels.tree import sha256_file
 
 BUILD_USER = "ltsp-mosix"
 BUILD_HOST = "ltsp-mosix"
-SHIMS = paths.PROJECT_ROOT / "kernels" / "shims"
 
 
 def out_dir(line, variant) -> Path:
@@ -35,10 +34,8 @@ def reproducible_env(line) -> dict[str, str]:
     env.update(SOURCE_DATE_EPOCH=str(epoch), KBUILD_BUILD_TIMESTAMP=stamp,
                KBUILD_BUILD_USER=BUILD_USER, KBUILD_BUILD_HOST=BUILD_HOST,
                KBUILD_BUILD_VERSION="1", LC_ALL="C", TZ="UTC")
-    if line.config_system == "cml1":
-        # 2.4's Makefile runs date/whoami/hostname/domainname itself: the
-        # shims answer from SOURCE_DATE_EPOCH and the fixed names.
-        env["PATH"] = f"{SHIMS}:{env['PATH']}"
+    # 2.4's Makefile reads these through patches/linux-2.4.22/0100-*.
+    env["KBUILD_BUILD_DOMAIN"] = ""
     return env
 
 

@@ -18,9 +18,14 @@ CML1_TOOLS = {"gcc": "gcc", "make": "make", "ld": "binutils", "as": "binutils",
 
 # gcc 12 building 2.4 code: see patches/linux-2.4.22/series for the source
 # side; these flags restore the old compilers' defaults.
-GCC12_FOR_24_FLAGS = ("-m32 -fno-pie -fno-stack-protector -fgnu89-inline -fcommon "
-                      "-fno-strict-aliasing -std=gnu89 -fno-builtin-sprintf "
-                      "-fno-tree-loop-distribute-patterns -fno-toplevel-reorder")
+# -fmacro-prefix-map keeps __FILE__ free of the tree's path (reproducible
+# wherever the tree is; 2.4 exports TOPDIR to every sub-make).
+GCC12_FOR_24_FLAGS = ("-m32 -std=gnu89 -fgnu89-inline -fno-pie -fno-pic -fno-stack-protector "
+                      "-fcf-protection=none -fno-strict-aliasing -fno-strict-overflow "
+                      "-fno-delete-null-pointer-checks -fno-builtin-sprintf "
+                      "-fno-tree-loop-distribute-patterns -fno-toplevel-reorder "
+                      "-fno-optimize-sibling-calls -fno-asynchronous-unwind-tables "
+                      "-mno-mmx -mno-sse -mno-sse2 -mno-3dnow -fmacro-prefix-map=$(TOPDIR)/=")
 
 
 @dataclass(frozen=True)
@@ -94,5 +99,7 @@ def for_line(line) -> Toolchain:
     if line.toolchain == "gcc-m32-2.4":
         return Toolchain("gcc-m32-2.4", CML1_TOOLS, (
             f"ARCH={line.arch}", f"CC={cc} {GCC12_FOR_24_FLAGS}", "LD=ld -m elf_i386",
-            "AS=as --32", "HOSTCC=gcc"))
+            "AS=as --32", "HOSTCC=gcc",
+            # the boot sector's root device would otherwise be the build host's
+            "ROOT_DEV=FLOPPY"))
     raise InfraError(f"line {line.name}: unknown toolchain {line.toolchain!r}")
