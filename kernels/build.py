@@ -17,6 +17,7 @@ from kernels.tree import sha256_file
 
 BUILD_USER = "ltsp-mosix"
 BUILD_HOST = "ltsp-mosix"
+SHIMS = paths.PROJECT_ROOT / "kernels" / "shims"
 
 
 def out_dir(line, variant) -> Path:
@@ -36,6 +37,8 @@ def reproducible_env(line) -> dict[str, str]:
                KBUILD_BUILD_VERSION="1", LC_ALL="C", TZ="UTC")
     # 2.4's Makefile reads these through patches/linux-2.4.22/0100-*.
     env["KBUILD_BUILD_DOMAIN"] = ""
+    if line.config_system == "cml1":
+        env["PATH"] = f"{SHIMS}:{env['PATH']}"      # gzip -n (see kernels/shims/gzip)
     return env
 
 
