@@ -94,3 +94,11 @@ def test_offline_mode_uses_only_the_download_dir(served_line, isolated, monkeypa
     (isolated / "dl" / "linux-2.4.99.tar.bz2").unlink()
     result = doit("fetch", check=False)
     assert result.returncode != 0 and "offline" in (result.stdout + result.stderr).lower()
+
+
+def test_mosix_line_stops_early_with_what_a_site_must_do(isolated):
+    result = run_doit("line=mosix-1.7.0", "kernel:pentium", env=dict(os.environ), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "line mosix-1.7.0 cannot be built here" in output and "README" in output
+    assert "error:" not in output and "Traceback" not in output
