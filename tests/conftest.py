@@ -39,7 +39,7 @@ FAKE24_LINE = textwrap.dedent("""\
     config_system = "cml1"
     arch = "i386"
     base_defconfig = "arch/i386/defconfig"
-    base_config = "linux-2.4.22.config"
+    base_config = "fake24.config"
     invariants = "{invariants}"
     toolchain = "gcc-m32-2.4"
     image = "arch/i386/boot/bzImage"
@@ -65,6 +65,7 @@ def fake24(isolated, monkeypatch):
         (isolated / "configs" / "lines" / "fake24.toml").write_text(
             FAKE24_LINE.format(invariants=invariants))
         (isolated / "configs" / "lines" / "fake24.hash").write_text("# none\n")
+        shutil.copy(FIXTURES / "fake24-base.config", isolated / "configs" / "base" / "fake24.config")
         (isolated / "patches" / "fake24").mkdir(exist_ok=True)
         (isolated / "patches" / "fake24" / "series").touch()
         monkeypatch.setenv("LTSP_MOSIX_OVERRIDE_FAKE24", str(FIXTURES / "fake24"))

@@ -2,6 +2,7 @@
 check on a small line whose kernel tarball (the fake 2.4 tree) is served by
 a real HTTP server on 127.0.0.1."""
 import os
+import shutil
 
 import pytest
 
@@ -23,6 +24,7 @@ def served_line(isolated):
             "http://127.0.0.1:9/linux-2.4.99.tar.bz2", server.url("/pub/linux-2.4.99.tar.bz2"))
         (isolated / "configs" / "lines" / "fake24.toml").write_text(text)
         (isolated / "configs" / "lines" / "fake24.hash").write_text("# fake24: nothing pinned yet\n")
+        shutil.copy(FIXTURES / "fake24-base.config", isolated / "configs" / "base" / "fake24.config")
         (isolated / "patches" / "fake24").mkdir()
         (isolated / "patches" / "fake24" / "series").write_text("")
         yield server
@@ -101,4 +103,4 @@ def test_mosix_line_stops_early_with_what_a_site_must_do(isolated):
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "line mosix-1.7.0 cannot be built here" in output and "README" in output
-    assert "error:" not in output and "Traceback" not in output
+    assert ".c:" not in output and "Traceback" not in output    # no compiler output
