@@ -98,3 +98,24 @@ def test_hostile_loader_unpatched_fails_patched_relocates(line24_built, tmp_path
                              initrd, tmp_path / "u")
     print(f"unpatched: {unpatched.verdict} {unpatched.kind}: {unpatched.console_line}")
     assert unpatched.verdict == "fail" and unpatched.kind == "initrd-beyond-memory"
+
+
+def test_nfs_root_boot_of_a_24_node(line24_built, tmp_path):
+    """2.4 nodes mount their root over NFSv3/UDP from the project's ganesha."""
+    from qemu.cluster_test import boot_nfsroot
+    result = boot_nfsroot(LINE_DIR / "variants" / "pentium" / "out" / "bzImage", tmp_path,
+                          kernel_version="2.4.22")
+    print(f"2.4.22 NFS-root boot: {result.verdict} in {result.seconds}s; root {result.report.root}")
+    assert result.verdict == "pass" and not result.problems, (result.problems, result.log_path)
+
+
+def test_mosix_option_on_the_vanilla_24_tree_fails_the_audit(line24_built, tmp_path):
+    configs = tmp_path / "configs"
+    shutil.copytree(ROOT / "configs", configs)
+    toml = configs / "lines" / "linux-2.4.22.toml"
+    toml.write_text(toml.read_text().replace('invariants = "none.config"', 'invariants = "mosix.config"'))
+    result = run_doit("line=linux-2.4.22", "config:athlon", check=False,
+                      env=env24(LTSP_MOSIX_CONFIGS=str(configs), LTSP_MOSIX_BUILD_DIR=str(tmp_path / "b")))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "CONFIG_MOSIX: requested y, final absent" in output, output[-2000:]

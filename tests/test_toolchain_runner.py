@@ -1,0 +1,60 @@
+"""Toolchain checks name the Debian package; a failing command reports its
+last error lines and the log path."""
+import os
+
+import pytest
+
+from kernels import matrix, toolchain
+from kernels.errors import InfraError, UserError
+from kernels.runner import run_logged
+
+
+def path_without(tmp_path, missing: str) -> str:
+    """A PATH of symlinks to every tool the checks look for, except one."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in set(toolchain.KBUILD_TOOLS) | set(toolchain.CML1_TOOLS) | {"sh", "ccache"}:
+        real = next((os.path.join(d, tool) for d in os.environ["PATH"].split(":")
+                     if os.path.exists(os.path.join(d, tool))), None)
+        if real and tool != missing:
+            (bin_dir / tool).symlink_to(real)
+    return str(bin_dir)
+
+
+@pytest.mark.parametrize("tool, package", [("flex", "flex"), ("bison", "bison"), ("ld", "binutils"),
+                                           ("bc", "bc")])
+def test_missing_tool_names_its_debian_package(tmp_path, monkeypatch, tool, package):
+    monkeypatch.setenv("PATH", path_without(tmp_path, tool))
+    chain = toolchain.for_line(matrix.load_line("linux-6.1"))
+    with pytest.raises(InfraError, match=rf"{tool} not found: install the Debian package '{package}'"):
+        chain.check()
+
+
+def test_toolchain_of_each_generation():
+    assert "ARCH=i386" in toolchain.for_line(matrix.load_line("linux-6.1")).make_vars
+    chain = toolchain.for_line(matrix.load_line("linux-2.4.22"))
+    assert "LD=ld -m elf_i386" in chain.make_vars and "AS=as --32" in chain.make_vars
+    assert any(v.startswith("CC=") and "-m32" in v and "-std=gnu89" in v for v in chain.make_vars)
+
+
+def test_distcc_without_distcc_installed_is_an_infra_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", path_without(tmp_path, "distcc"))
+    monkeypatch.setenv("DISTCC_HOSTS", "127.0.0.1")
+    with pytest.raises(InfraError, match="install the Debian package 'distcc'"):
+        toolchain.compiler_prefix()
+
+
+def test_failed_command_reports_error_lines_and_log(tmp_path):
+    script = "echo compiling a.c; echo 'a.c:3: error: expected ;' ; echo more; exit 2"
+    log = tmp_path / "build.log"
+    with pytest.raises(UserError) as error:
+        run_logged(["sh", "-c", script], log=log, label="kernel:x", stage="make bzImage", quiet=True)
+    message = str(error.value)
+    assert "kernel:x: make bzImage failed (exit 2)" in message
+    assert "a.c:3: error: expected ;" in message and f"full log: {log}" in message
+    assert "compiling a.c" in log.read_text()
+
+
+def test_missing_program_is_an_infra_error(tmp_path):
+    with pytest.raises(InfraError, match="cannot run 'no-such-make'"):
+        run_logged(["no-such-make"], log=tmp_path / "l", label="kernel:x", stage="make", quiet=True)
