@@ -72,6 +72,7 @@ def build_variant(line, variant) -> None:
 def boot_test_variant(line, variant) -> None:
     from kernels import boottest
     results = boottest.run_variant(line, variant)
+    _write_line_report(line)
     failed = [r for r in results if not r.passed]
     if failed:
         details = "\n".join(f"  {r.name}: {r.verdict} {r.kind or ''} {r.console_line or ''} (log {r.log_path})"
@@ -79,13 +80,19 @@ def boot_test_variant(line, variant) -> None:
         raise UserError(f"boot-test:{variant.name}: {len(failed)} of {len(results)} boots failed\n{details}")
 
 
-def boot_report(line) -> None:
+def _write_line_report(line):
+    """The line's matrix, JUnit XML and Markdown over every variant booted so far."""
     from kernels import boottest
-    from qemu.report import format_table, write_reports
+    from qemu.report import write_reports
     results = boottest.load_results(line, line.variants())
+    return results, write_reports(results, paths.line_dir(line.name) / "boot") if results else {}
+
+
+def boot_report(line) -> None:
+    from qemu.report import format_table
+    results, written = _write_line_report(line)
     if not results:
         raise UserError(f"boot-test {line.name}: no boot results yet")
-    written = write_reports(results, paths.line_dir(line.name) / "boot")
     print(format_table(results))
     print("reports: " + ", ".join(str(p) for p in written.values()), flush=True)
 

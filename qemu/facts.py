@@ -9,8 +9,10 @@ INIT_PREFIX = "ltsp-mosix: "
 
 # 6.1 arch/x86/kernel/setup.c reserve_initrd()/relocate_initrd().
 _RAMDISK = re.compile(r"RAMDISK: \[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\]")
+# 6.1's relocate_initrd(), and patches/linux-2.4.22/0014 on 2.4
 _RAMDISK_MOVED = re.compile(r"Move RAMDISK from \[mem (0x[0-9a-f]+)-0x[0-9a-f]+\] "
-                            r"to \[mem (0x[0-9a-f]+)-0x[0-9a-f]+\]")
+                            r"to \[mem (0x[0-9a-f]+)-0x[0-9a-f]+\]"
+                            r"|initrd relocated from (0x[0-9a-f]+) to (0x[0-9a-f]+)")
 _MEMTOTAL = re.compile(r"MemTotal:\s*(\d+) kB")
 # 6.1 netdev_info(): "<driver> <pci address> <ifname>: ..." - which driver
 # took the card (e.g. QEMU's rtl8139 goes to 8139cp, not 8139too).
@@ -40,7 +42,7 @@ def parse_boot_facts(transcript: str) -> BootFacts:
         if (found := _RAMDISK.search(line)) and facts.initrd_start is None:
             facts.initrd_start = int(found.group(1), 16)
         if found := _RAMDISK_MOVED.search(line):
-            facts.initrd_moved_to = int(found.group(2), 16)
+            facts.initrd_moved_to = int(found.group(2) or found.group(4), 16)
         if (found := _BOUND.match(line)):
             facts.drivers.setdefault(found.group(2), found.group(1))
         if not line.startswith(INIT_PREFIX):

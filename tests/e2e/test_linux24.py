@@ -85,6 +85,7 @@ def test_hostile_loader_unpatched_fails_patched_relocates(line24_built, tmp_path
     patched = hostile_boot(LINE_DIR / "variants" / "pentium" / "out" / "bzImage", initrd, tmp_path)
     print(f"patched: {patched.verdict} {patched.seconds}s initrd moved to {patched.initrd_moved_to}")
     assert patched.verdict == "pass", patched.console_line
+    assert patched.initrd_moved_to is not None and patched.initrd_moved_to < 0x38000000
 
     patches = tmp_path / "patches"
     shutil.copytree(ROOT / "patches", patches)

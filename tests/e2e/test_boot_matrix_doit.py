@@ -1,0 +1,38 @@
+"""doit boot-test as users run it: two variants at once (`doit -n 2`), the
+NIC-specific kernel recorded as "driver present, no card to bind", and the
+line's report (matrix, JUnit XML, Markdown with the logs linked)."""
+import json
+import os
+import xml.etree.ElementTree as ElementTree
+
+import pytest
+
+from tests.conftest import ROOT, run_doit
+
+pytestmark = pytest.mark.e2e
+BOOT = ROOT / "build" / "linux-6.1" / "boot"
+
+
+def project_env():
+    return {k: v for k, v in os.environ.items() if not k.startswith("LTSP_MOSIX_")}
+
+
+def test_two_variants_boot_in_parallel_and_report(kernel_61):
+    run_doit("kernel:pentium-epic100", env=project_env())
+    for variant in ("pentium", "pentium-epic100"):
+        (BOOT / variant / "results.json").unlink(missing_ok=True)
+    result = run_doit("-n", "2", "boot-test:pentium", "boot-test:pentium-epic100", env=project_env())
+    print(result.stdout[-3000:])
+    plain = json.loads((BOOT / "pentium" / "results.json").read_text())
+    specific = json.loads((BOOT / "pentium-epic100" / "results.json").read_text())
+    assert {b["mem_mb"] for b in plain["boots"] if b["nic"] == "e1000"} == {512, 2048, 3584}
+    assert all(b["verdict"] == "pass" for b in plain["boots"] + specific["boots"])
+    assert {b["nic"] for b in specific["boots"]} == {"epic100"}
+    assert all(b["boot_nic"] == "e1000" and b["interfaces"] in ([], ["lo"]) for b in specific["boots"])
+    assert all(any("driver present, no card to bind" in note for note in b["notes"]) for b in specific["boots"])
+
+    for name in ("junit.xml", "report.md", "matrix.txt"):       # refreshed by every variant's boots
+        assert (BOOT / name).is_file()
+    cases = ElementTree.parse(BOOT / "junit.xml").getroot().iter("testcase")
+    assert {c.get("name") for c in cases} >= {b["name"] for b in plain["boots"]}
+    assert "logs/" in (BOOT / "report.md").read_text()
