@@ -128,25 +128,6 @@ static void sleep_ms(long ms)
     syscall3(NR_poll, 0, 0, ms);
 }
 
-static long read_file(const char *path, char *buf, unsigned long size)
-{
-    long fd = syscall3(NR_open, (long)path, O_RDONLY, 0);
-    unsigned long used = 0;
-    long n;
-
-    if (fd < 0)
-        return -1;
-    while (used + 1 < size) {
-        n = syscall3(NR_read, fd, (long)(buf + used), (long)(size - 1 - used));
-        if (n <= 0)
-            break;
-        used += (unsigned long)n;
-    }
-    buf[used] = 0;
-    syscall3(NR_close, fd, 0, 0);
-    return (long)used;
-}
-
 /* Write text to path on the NFS root and make sure the server has it. */
 static int write_file(const char *path, const char *text)
 {
@@ -161,31 +142,6 @@ static int write_file(const char *path, const char *text)
         return -1;
     return 0;
 }
-
-static void open_console(void)
-{
-    long fd = syscall3(NR_open, (long)"/dev/console", O_WRONLY | O_NOCTTY, 0);
-    if (fd >= 0)
-        console_fd = (int)fd;
-}
-
-static void mount_proc(void)
-{
-    long err = syscall3(NR_mkdir, (long)"/proc", 0555, 0);
-    if (err < 0 && err != -EEXIST)
-        put_line("warning: mkdir /proc failed");
-    if (syscall5(NR_mount, (long)"proc", (long)"/proc", (long)"proc", 0, 0) < 0)
-        put_line("warning: mount proc failed");
-}
-
-struct new_utsname {
-    char sysname[65];
-    char nodename[65];
-    char release[65];
-    char version[65];
-    char machine[65];
-    char domainname[65];
-};
 
 static struct new_utsname uts;
 static char buf[4096];
@@ -494,16 +450,6 @@ static void barrier(void)
     put("\n");
 }
 
-static void end_the_vm(void)
-{
-    syscall3(NR_sync, 0, 0, 0);
-    syscall5(NR_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
-             LINUX_REBOOT_CMD_RESTART, 0, 0);
-    put_line("error: reboot() failed");
-    for (;;)
-        syscall3(NR_pause, 0, 0, 0);
-}
-
 void node_init(void)
 {
     open_console();
@@ -522,13 +468,3 @@ void node_init(void)
     put(BOOT_MARKER "\n");
     end_the_vm();
 }
-
-__asm__(
-    ".text\n"
-    ".globl _start\n"
-    "_start:\n"
-    "    xorl %ebp, %ebp\n"
-    "    andl $-16, %esp\n"
-    "    call node_init\n"
-    "1:  hlt\n"
-    "    jmp 1b\n");

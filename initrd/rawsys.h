@@ -108,4 +108,77 @@ static void put_line(const char *s)
     put("\n");
 }
 
+/* Read a whole small /proc file into buf (NUL-terminated); -1 if absent.
+ * /proc on 2.4 may hand out a file in several short reads, hence the loop. */
+static long read_file(const char *path, char *buf, unsigned long size)
+{
+    long fd = syscall3(NR_open, (long)path, O_RDONLY, 0);
+    unsigned long used = 0;
+    long n;
+
+    if (fd < 0)
+        return -1;
+    while (used + 1 < size) {
+        n = syscall3(NR_read, fd, (long)(buf + used), (long)(size - 1 - used));
+        if (n <= 0)
+            break;
+        used += (unsigned long)n;
+    }
+    buf[used] = 0;
+    syscall3(NR_close, fd, 0, 0);
+    return (long)used;
+}
+
+static void open_console(void)
+{
+    /* Both kernels already give init fds 0-2 on /dev/console when the node
+     * exists; opening it explicitly makes output independent of that. */
+    long fd = syscall3(NR_open, (long)"/dev/console", O_WRONLY | O_NOCTTY, 0);
+    if (fd >= 0)
+        console_fd = (int)fd;
+}
+
+static void mount_proc(void)
+{
+    long err = syscall3(NR_mkdir, (long)"/proc", 0555, 0);
+    if (err < 0 && err != -EEXIST)
+        put_line("warning: mkdir /proc failed");
+    if (syscall5(NR_mount, (long)"proc", (long)"/proc", (long)"proc", 0, 0) < 0)
+        put_line("warning: mount proc failed");
+}
+
+struct new_utsname {
+    char sysname[65];
+    char nodename[65];
+    char release[65];
+    char version[65];
+    char machine[65];
+    char domainname[65];
+};
+
+static void end_the_vm(void)
+{
+    syscall3(NR_sync, 0, 0, 0);
+    syscall5(NR_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
+             LINUX_REBOOT_CMD_RESTART, 0, 0);
+    /* Only reached if reboot failed: returning from PID 1 would panic and
+     * hide the real cause, so say so and wait for the watcher's timeout. */
+    put_line("error: reboot() failed");
+    for (;;)
+        syscall3(NR_pause, 0, 0, 0);
+}
+
+/* The entry point: no libc, so no crt1.o.  Align the stack as the i386 ABI
+ * expects, call the program's node_init(), never return. */
+void node_init(void);
+__asm__(
+    ".text\n"
+    ".globl _start\n"
+    "_start:\n"
+    "    xorl %ebp, %ebp\n"
+    "    andl $-16, %esp\n"
+    "    call node_init\n"
+    "1:  hlt\n"
+    "    jmp 1b\n");
+
 #endif
