@@ -32,6 +32,7 @@
 #define O_NOCTTY 0400
 #define F_OK     0
 #define EEXIST   17
+#define TCSBRK   0x5409
 
 #define LINUX_REBOOT_MAGIC1      0xfee1dead
 #define LINUX_REBOOT_MAGIC2      672274793
@@ -158,6 +159,10 @@ struct new_utsname {
 
 static void end_the_vm(void)
 {
+    /* write() only queues console output: wait until the UART has sent it
+     * (TCSBRK with a non-zero argument is tcdrain()), or a reboot on the
+     * other CPU of an SMP node cuts the marker off. */
+    syscall3(NR_ioctl, console_fd, TCSBRK, 1);
     syscall3(NR_sync, 0, 0, 0);
     syscall5(NR_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
              LINUX_REBOOT_CMD_RESTART, 0, 0);
