@@ -38,15 +38,7 @@ static void report_kernel(void)
 {
     static struct new_utsname uts;
 
-    if (syscall3(NR_newuname, (long)&uts, 0, 0) < 0) {
-        put_line("kernel unknown (uname failed)");
-        return;
-    }
-    put(PREFIX "kernel ");
-    put(uts.release);
-    put(" ");
-    put(uts.version);
-    put("\n");
+    report_uname(&uts);
 }
 
 static char buf[8192];

@@ -154,15 +154,8 @@ static char results[MAX_PEERS * 48 + 16];
 
 static void report_kernel(void)
 {
-    if (syscall3(NR_newuname, (long)&uts, 0, 0) < 0) {
-        put_line("kernel unknown (uname failed)");
+    if (report_uname(&uts) < 0)
         return;
-    }
-    put(PREFIX "kernel ");
-    put(uts.release);
-    put(" ");
-    put(uts.version);
-    put("\n");
     put(PREFIX "host ");
     put(uts.nodename);
     put("\n");

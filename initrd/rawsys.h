@@ -157,6 +157,21 @@ struct new_utsname {
     char domainname[65];
 };
 
+/* "kernel <release> <version>" from uname(2); 0, or -1 if uname failed. */
+static int report_uname(struct new_utsname *uts)
+{
+    if (syscall3(NR_newuname, (long)uts, 0, 0) < 0) {
+        put_line("kernel unknown (uname failed)");
+        return -1;
+    }
+    put(PREFIX "kernel ");
+    put(uts->release);
+    put(" ");
+    put(uts->version);
+    put("\n");
+    return 0;
+}
+
 static void end_the_vm(void)
 {
     /* write() only queues console output: wait until the UART has sent it

@@ -101,6 +101,20 @@ def prepare(line, *, fetched: dict | None = None, log: Path | None = None) -> Pr
     patches = series(line)
     staging = paths.line_dir(line.name) / "src.tmp"
     shutil.rmtree(staging, ignore_errors=True)
+    try:
+        provenance = _build_staging(line, staging, override, patches, fetched, log)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)      # no half-prepared tree stays behind
+        raise
+    target = src_dir(line)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+    paths.atomic_write_text(stamp_path(line), json.dumps(provenance.as_dict(), indent=2) + "\n")
+    return provenance
+
+
+def _build_staging(line, staging: Path, override: Path | None, patches: list[Path],
+                   fetched: dict | None, log: Path) -> Provenance:
     if override:
         print(f"[prepare {line.name}] copying local override {override} ({UNVERIFIED})", flush=True)
         subprocess.run(["cp", "-a", "--reflink=auto", f"{override}/.", str(staging)], check=True)
@@ -118,14 +132,9 @@ def prepare(line, *, fetched: dict | None = None, log: Path | None = None) -> Pr
                         label=f"{line.name}: upstream {source.file}", log=log)
     for patch in patches:
         apply_patch(staging, patch, label=f"{line.name}: {patch.name}", log=log)
-    provenance = Provenance(sources=sources,
-                            patches=tuple({"name": p.name, "sha256": sha256_file(p)} for p in patches),
-                            override=str(override) if override else None)
-    target = src_dir(line)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
-    paths.atomic_write_text(stamp_path(line), json.dumps(provenance.as_dict(), indent=2) + "\n")
-    return provenance
+    return Provenance(sources=sources,
+                      patches=tuple({"name": p.name, "sha256": sha256_file(p)} for p in patches),
+                      override=str(override) if override else None)
 
 
 def read_provenance(line) -> Provenance:

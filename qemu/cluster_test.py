@@ -36,13 +36,13 @@ from pathlib import Path
 from initrd.nfsroot import (booted_file, compile_nfsinit, done_file, make_node_root,
                             make_nfsroot_initrd, parse_booted, parse_done)
 from kernels import build, paths
-from kernels.errors import InfraError, UserError
+from kernels.errors import UserError
 from kernels.paths import atomic_write_text
 from qemu.facts import parse_boot_facts
 from qemu.machine import NIC_MODELS, machine_for
 from qemu.netns import NetNamespace, remove_stale_namespaces, require_tool
-from qemu.nfs import NfsServer, log_tail, stop_process
-from qemu.process import die_with_parent, running
+from qemu.nfs import NfsServer
+from qemu.process import die_with_parent, running, stop_process, wait_for_daemon
 from qemu.pxe import PxeNode, make_tftp_tree
 from qemu.watcher import FAIL, PASS, watch_stream
 from rootfs.cluster import Cluster
@@ -327,16 +327,11 @@ class Dnsmasq:
             self.proc = subprocess.Popen(self.namespace.argv(argv), stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=stderr,
                                          start_new_session=True, preexec_fn=die_with_parent)
-        deadline = time.monotonic() + self.startup_timeout
+        def serving_tftp() -> bool:
+            return self.log_path.is_file() and "TFTP root is" in self.log_path.read_text(errors="replace")
         try:
-            while "TFTP root is" not in (self.log_path.read_text(errors="replace")
-                                         if self.log_path.is_file() else ""):
-                if self.proc.poll() is not None:
-                    raise InfraError(f"dnsmasq exited with status {self.proc.returncode}: "
-                                     f"{log_tail(stderr_path)}\n{log_tail(self.log_path)}")
-                if time.monotonic() > deadline:
-                    raise InfraError(f"dnsmasq did not start within {self.startup_timeout:.0f} s")
-                time.sleep(0.1)
+            wait_for_daemon(self.proc, "dnsmasq", serving_tftp, timeout=self.startup_timeout,
+                            logs=(stderr_path, self.log_path))
         except BaseException:
             self.stop()
             raise

@@ -22,7 +22,6 @@ Both daemons run in the foreground as children of this process: stop()
 (also on exceptions and Ctrl-C, through __exit__) sends SIGTERM, waits,
 then SIGKILLs and reaps them; PR_SET_PDEATHSIG kills them if Python dies."""
 import glob
-import signal
 import socket
 import subprocess
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 from kernels.errors import InfraError, UserError
 from kernels.paths import atomic_write_text
 from qemu.netns import NetNamespace, require_tool
-from qemu.process import die_with_parent
+from qemu.process import die_with_parent, stop_process, wait_for_daemon
 
 # Everything the NFS server needs, for setup.sh and for error messages.
 REQUIRED_PACKAGES = ("nfs-ganesha", "nfs-ganesha-vfs", "rpcbind")
@@ -49,8 +48,6 @@ NFS_PROGRAM, MOUNT_PROGRAM = 100003, 100005
 RPCBIND_HOST_FILES = (Path("/run/rpcbind.sock"), Path("/run/rpcbind.lock"),
                       Path("/run/rpcbind/rpcbind.xdr"), Path("/run/rpcbind/portmap.xdr"))
 STARTUP_SECONDS = 30.0      # measured: ganesha answers ~1-2 s after start
-STOP_SECONDS = 10.0         # measured: ganesha exits ~1 s after SIGTERM
-LOG_TAIL_LINES = 15
 
 
 def _missing(binary: str, package: str) -> InfraError:
@@ -131,31 +128,6 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(1.0)
         return sock.connect_ex((host, port)) == 0
-
-
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
-
-
-def stop_process(proc: subprocess.Popen | None, timeout: float = STOP_SECONDS) -> None:
-    """SIGTERM, wait, SIGKILL, reap.  Idempotent."""
-    if proc is None:
-        return
-    if proc.poll() is None:
-        try:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        except ProcessLookupError:
-            pass
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:    # SIGKILLed but not gone: nothing more to do
-        pass
 
 
 class NfsServer:
@@ -241,14 +213,8 @@ class NfsServer:
             self._host_files_before = {path for path in RPCBIND_HOST_FILES if path.exists()}
         # -f: foreground.  No -w: no warm-start state from an earlier run.
         self.rpcbind = self._spawn([self._tools["rpcbind"], "-f"], self.rpcbind_log_path)
-        deadline = time.monotonic() + self.startup_timeout
-        while self._rpcinfo("-p", "127.0.0.1").returncode != 0:
-            if self.rpcbind.poll() is not None:
-                raise InfraError(f"rpcbind exited with status {self.rpcbind.returncode}:\n"
-                                 f"{log_tail(self.rpcbind_log_path)}")
-            if time.monotonic() > deadline:
-                raise InfraError(f"rpcbind did not answer within {self.startup_timeout:.0f} s")
-            time.sleep(0.1)
+        wait_for_daemon(self.rpcbind, "rpcbind", lambda: self._rpcinfo("-p", "127.0.0.1").returncode == 0,
+                        timeout=self.startup_timeout, logs=(self.rpcbind_log_path,))
 
     def _start_ganesha(self) -> None:
         self.pid_path.unlink(missing_ok=True)
@@ -260,20 +226,12 @@ class NfsServer:
     def _wait_ready(self, started: float) -> None:
         """Ready = NULL calls to NFS v3 and MOUNT v3 over TCP succeed (rpcinfo
         looks their ports up in rpcbind, so registration is checked too)."""
-        deadline = started + self.startup_timeout
-        while True:
-            if self.ganesha.poll() is not None:
-                raise InfraError(f"ganesha.nfsd exited with status {self.ganesha.returncode} "
-                                 f"(log {self.log_path}):\n{log_tail(self.log_path)}\n"
-                                 f"{log_tail(self.stderr_path)}")
-            if all(self._rpcinfo("-t", "127.0.0.1", str(program), "3").returncode == 0
-                   for program in (NFS_PROGRAM, MOUNT_PROGRAM)):
-                break
-            if time.monotonic() > deadline:
-                raise InfraError(f"ganesha.nfsd did not answer NFSv3 within "
-                                 f"{self.startup_timeout:.0f} s (log {self.log_path}):\n"
-                                 f"{log_tail(self.log_path)}")
-            time.sleep(0.2)
+        def answers_nfsv3() -> bool:
+            return all(self._rpcinfo("-t", "127.0.0.1", str(program), "3").returncode == 0
+                       for program in (NFS_PROGRAM, MOUNT_PROGRAM))
+        wait_for_daemon(self.ganesha, "ganesha.nfsd (NFSv3)", answers_nfsv3,
+                        timeout=self.startup_timeout - (time.monotonic() - started),
+                        logs=(self.log_path, self.stderr_path), poll=0.2)
         self.ready_seconds = round(time.monotonic() - started, 2)
         self.registrations = self._rpcinfo("-p", "127.0.0.1").stdout
 

@@ -8,13 +8,19 @@ Three layers, because an orphan QEMU burns a shared core for minutes:
   3. QEMU's own -no-reboot, so a node that reboots ends the VM."""
 import ctypes
 import signal
+import subprocess
 import time
+from pathlib import Path
 from contextlib import contextmanager
 from typing import Iterator
 
 import pexpect
 
+from kernels.errors import InfraError
+
 _PR_SET_PDEATHSIG = 1
+STOP_SECONDS = 10.0         # measured: ganesha exits ~1 s after SIGTERM
+LOG_TAIL_LINES = 15
 
 
 def die_with_parent() -> None:
@@ -54,3 +60,46 @@ def running(argv: list[str], *, cwd=None) -> Iterator[tuple[pexpect.spawn, float
         yield child, started_at
     finally:
         kill_and_reap(child)
+
+
+# -- daemons the tests start (rpcbind, ganesha, dnsmasq) -----------------------
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = STOP_SECONDS) -> None:
+    """SIGTERM, wait, SIGKILL, reap.  Idempotent."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        try:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        except ProcessLookupError:
+            pass
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:    # SIGKILLed but not gone: nothing more to do
+        pass
+
+
+def wait_for_daemon(proc: subprocess.Popen, name: str, ready, *, timeout: float,
+                    logs: tuple[Path, ...] = (), poll: float = 0.1) -> float:
+    """Poll ready() until it is true; return the seconds it took.  A daemon
+    that exits first, or is not ready in time, is an InfraError with the
+    tails of its logs."""
+    started = time.monotonic()
+    while not ready():
+        tails = "\n".join(f"{log}:\n{log_tail(log)}" for log in logs)
+        if proc.poll() is not None:
+            raise InfraError(f"{name} exited with status {proc.returncode}:\n{tails}")
+        if time.monotonic() - started > timeout:
+            raise InfraError(f"{name} was not ready within {timeout:.0f} s:\n{tails}")
+        time.sleep(poll)
+    return time.monotonic() - started

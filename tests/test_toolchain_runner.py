@@ -58,3 +58,25 @@ def test_failed_command_reports_error_lines_and_log(tmp_path):
 def test_missing_program_is_an_infra_error(tmp_path):
     with pytest.raises(InfraError, match="cannot run 'no-such-make'"):
         run_logged(["no-such-make"], log=tmp_path / "l", label="kernel:x", stage="make", quiet=True)
+
+
+def test_daemon_that_exits_before_ready_names_status_and_log(tmp_path):
+    import subprocess
+    from qemu.process import wait_for_daemon
+    log = tmp_path / "daemon.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(["sh", "-c", "echo 'cannot bind port 2049' >&2; exit 3"], stderr=out)
+    with pytest.raises(InfraError, match=r"(?s)ganesha exited with status 3.*cannot bind port 2049"):
+        wait_for_daemon(proc, "ganesha", lambda: False, timeout=30, logs=(log,))
+
+
+def test_daemon_not_ready_in_time_is_an_infra_error(tmp_path):
+    import subprocess
+    from qemu.process import stop_process, wait_for_daemon
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        with pytest.raises(InfraError, match="dnsmasq was not ready within 0 s"):
+            wait_for_daemon(proc, "dnsmasq", lambda: False, timeout=0.3)
+    finally:
+        stop_process(proc)
+    assert proc.returncode is not None, "stopped and reaped"

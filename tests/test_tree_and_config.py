@@ -125,6 +125,7 @@ def test_failing_hunk_names_patch_file_and_hunk(fake24, isolated):
     assert "0001-broken.patch does not apply" in str(error.value)
     assert "Makefile: hunk #1 FAILED" in str(error.value)
     assert not tree.src_dir(line).exists(), "no half-prepared tree is left in place"
+    assert not (tree.src_dir(line).parent / "src.tmp").exists(), "nor its staging copy"
 
 
 def test_already_applied_series_is_detected_not_reapplied(fake24, isolated, monkeypatch):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from qemu.cluster_test import run_cluster_test
-from qemu.netns import NamespaceUnavailable, NetNamespace, namespace_exists
+from qemu.netns import namespace_exists
 from rootfs.cluster import load_cluster
 from tests.e2e.test_nfsroot import leftover_processes
 
@@ -27,15 +27,6 @@ NODES = [  # name, mac, ip, preferred cpu variant, QEMU card
     ("node02", "52:54:00:67:00:11", "192.168.67.11", "athlon", "rtl8139"),
     ("node03", "52:54:00:67:00:12", "192.168.67.12", "p4", "ne2k_pci"),
 ]
-
-
-@pytest.fixture(scope="module")
-def namespaces_allowed():
-    try:
-        with NetNamespace():
-            pass
-    except NamespaceUnavailable as error:
-        pytest.skip(f"network namespaces unavailable (`ip netns add` failed): {error}")
 
 
 def _cluster_file(path, cpus) -> object:

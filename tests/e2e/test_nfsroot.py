@@ -14,7 +14,7 @@ import pytest
 
 from initrd.nfsroot import booted_file, parse_booted
 from qemu.cluster_test import boot_nfsroot
-from qemu.netns import NamespaceUnavailable, NetNamespace, namespace_exists
+from qemu.netns import namespace_exists
 
 pytestmark = pytest.mark.e2e
 
@@ -42,15 +42,6 @@ def leftover_processes(state_dir: Path) -> list[str]:
             found.append(f"{proc.name} {status.get('Name', '').strip()} "
                          f"state={status.get('State', '').strip()} {cmdline[:120]}")
     return found
-
-
-@pytest.fixture(scope="module")
-def namespaces_allowed():
-    try:
-        with NetNamespace():
-            pass
-    except NamespaceUnavailable as error:
-        pytest.skip(f"network namespaces unavailable here: {error}")
 
 
 def _release_built(kernel: Path) -> str:
