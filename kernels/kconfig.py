@@ -2,7 +2,6 @@
 step non-interactively, and audit that every requested option landed (as
 Yocto does after oldconfig: a dropped option is an error, not a warning)."""
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -52,9 +51,7 @@ def configure(line, variant) -> Path:
         _cml1_oldconfig(line, variant, objdir, log)
     audit(variant, requested, read_config_values(dot_config))
     final = final_config_path(line, variant)
-    tmp = final.with_name(".config.tmp")
-    shutil.copyfile(dot_config, tmp)
-    tmp.replace(final)
+    paths.atomic_write_bytes(final, dot_config.read_bytes())
     return final
 
 

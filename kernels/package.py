@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 from kernels.matrix import configs_dir
+from kernels.paths import atomic_write_bytes
 
 
 def release_config() -> dict:
@@ -40,12 +41,10 @@ def write_tar_gz(out: Path, entries: dict[str, Path], mtime: int) -> Path:
         for name in _with_parents(entries):
             source = entries.get(name)
             tar.addfile(*_member(name, source, mtime))
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    with tmp.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
-                                              compresslevel=9) as packed:
-        packed.write(buffer.getvalue())
-    tmp.replace(out)
-    return out
+    packed = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=packed, mtime=0, compresslevel=9) as archive:
+        archive.write(buffer.getvalue())
+    return atomic_write_bytes(out, packed.getvalue())
 
 
 def _with_parents(entries: dict[str, Path]) -> list[str]:
