@@ -5,6 +5,9 @@ checked before the file gets its real name in the download dir; when the
 line names a signature, it is checked too (a revoked key, if accepted, is a
 warning, never a replacement for the pin).  An unpinned source is refused
 before any network request; `pin_source` is the deliberate way to pin one.
+An unpinned source whose line names a signed checksum listing (kernel.org's
+sha256sums.asc) is pinned from the listing's verified text instead
+(kernels/listing.py): no trust on first use.
 
 trust = "debian-package": the file was installed (and verified) by apt;
 `dpkg --verify` re-checks it, and its sha256 and the package version are
@@ -26,13 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from kernels import hashes, signature
+from kernels import hashes, listing, signature
 from kernels.download import DownloadError, download, download_from
 from kernels.errors import InfraError, UserError, VerificationError
 from kernels.paths import PROJECT_ROOT, atomic_write_text
 from kernels.sources import Source
 
-NO_SIGNATURE = "no signature published"
+NO_SIGNATURE = "no OpenPGP signature configured for this source"
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ def fetch_source(source: Source, *, hash_file: Path, keys_dir: Path, dl: Path,
     if source.trust == "debian-package":
         return fetch_debian_package(source)
     _require_known_trust(source)
+    if source.listing and not offline and hashes.pinned_sha256(hash_file, source.file) is None:
+        return _pin_from_listing(source, hash_file, keys_dir, Path(dl), progress, download_options)
     pinned = hashes.require_pinned(hash_file, source.file, source.name, source.line)
     if source.signature:
         signature.check_keys_available(source.signature, keys_dir)
@@ -74,7 +79,7 @@ def pin_source(source: Source, hash_file: Path, dl: Path, *, keys_dir: Path,
         raise UserError(f"source {source.name} of line {source.line} is trusted through the "
                         f"Debian package {source.package}; it is recorded, never pinned")
     _require_known_trust(source)
-    if hashes.pinned_sha256(hash_file, source.file):
+    if hashes.pinned_sha256(hash_file, source.file) or (source.listing and not offline):
         return fetch_source(source, hash_file=hash_file, keys_dir=keys_dir, dl=dl,
                             offline=offline, progress=progress, **download_options)
     if source.signature:
@@ -92,7 +97,9 @@ def pin_source(source: Source, hash_file: Path, dl: Path, *, keys_dir: Path,
         if offline:
             verify(path)    # the offline path returns the cached file unchecked
         how = "taken from" if offline else "downloaded from"
-        comment = f"{how} {origin}; {outcome['signature']}"
+        known = sorted(set(hashes.parse(hash_file).get(source.file, {})) - {"sha256"})
+        matched = f"; matches the recorded {', '.join(known)}" if known else ""
+        comment = f"{how} {origin}{matched}; {outcome['signature']}"
         hashes.pin(hash_file, source.file, outcome["sha256"], comment)
     except Exception:
         if sig_is_new:
@@ -103,6 +110,59 @@ def pin_source(source: Source, hash_file: Path, dl: Path, *, keys_dir: Path,
     trust = f"sha256 pinned in {_shown(hash_file)} just now; {outcome['signature']}"
     _write_sidecar(dest, _sidecar_key(dest, outcome["sha256"], source), trust)
     return FetchResult(dest, outcome["sha256"], trust)
+
+
+def _pin_from_listing(source, hash_file, keys_dir, dl, progress, options) -> FetchResult:
+    """Pin an unpinned source from its signed listing (see kernels.listing):
+    the download must match the listed sha256 and every digest the hash
+    file already records; only then is the sha256 pinned, with the
+    listing's URL, signer and date as provenance."""
+    if source.signature:
+        signature.check_keys_available(source.signature, keys_dir)
+    dl.mkdir(parents=True, exist_ok=True)
+    listed = listing.listed_sha256(source, keys_dir=keys_dir, workdir=dl, **options)
+    print(f"[fetch {source.line}] {source.file}: {listed.provenance}", flush=True)
+    dest = dl / source.file
+    sig_path, sig_is_new = _signature_file(source, dl, False, options, refresh=True)
+    outcome: dict = {}
+
+    def verify(path: Path) -> None:
+        outcome["sha256"] = listing.check_against_listing(path, listed, hash_file=hash_file,
+                                                          file=source.file)
+        outcome["signature"] = _check_signature(source, path, sig_path, keys_dir)
+
+    try:
+        origin = _verified_cached_copy(dest, verify)
+        if origin is None:
+            _, origin = download_from(source.all_urls, dest, verify=verify, progress=progress,
+                                      **options)
+    except Exception:
+        if sig_is_new:
+            sig_path.unlink(missing_ok=True)
+        raise
+    known = sorted(set(hashes.parse(hash_file).get(source.file, {})) - {"sha256"})
+    checked = f"; agrees with the recorded {', '.join(known)}" if known else ""
+    hashes.pin(hash_file, source.file, outcome["sha256"],
+               f"{listed.provenance}{checked}; file from {origin}; {outcome['signature']}")
+    trust = (f"sha256 pinned in {_shown(hash_file)} from the signed listing {listed.url} "
+             f"(signer {listed.signer}, {listed.signed_on}){checked}; {outcome['signature']}")
+    _write_sidecar(dest, _sidecar_key(dest, outcome["sha256"], source), trust)
+    return FetchResult(dest, outcome["sha256"], trust)
+
+
+def _verified_cached_copy(dest: Path, verify) -> str | None:
+    """A file already in the download dir (e.g. copied there by hand) is
+    used when it passes `verify`, and removed when it does not."""
+    if not dest.is_file():
+        return None
+    try:
+        verify(dest)
+    except VerificationError as error:
+        print(f"warning: {dest} does not match its signed listing, downloading it again: {error}",
+              file=sys.stderr)
+        dest.unlink()
+        return None
+    return f"the download dir {dest.parent}"
 
 
 def _require_known_trust(source: Source) -> None:

@@ -3,7 +3,8 @@
 Format (as Buildroot's .hash files): one entry a line, `<algo>  <hex>  <file>`,
 `#` starts a comment.  sha256 is the pin that trust rests on; an md5 (as
 published by old release listings) is checked too when it is present, but it
-never replaces a sha256 pin.
+never replaces a sha256 pin.  `size  <bytes>  <file>` records a byte count
+(old digest files carry one beside the md5): checked like a digest, weak alone.
 """
 import datetime
 import getpass
@@ -17,6 +18,7 @@ from kernels.paths import atomic_write_text
 
 # Digest length in hex characters, per algorithm this project accepts.
 ALGORITHMS = {"sha256": 64, "md5": 32}
+SIZE = "size"       # a byte count, not a digest
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 _CHUNK = 1 << 20
 
@@ -53,15 +55,23 @@ def _parse_entry(text: str, where: str) -> tuple[str, str, str]:
     if len(fields) != 3:
         raise UserError(f"{where}: expected `<algo>  <hex>  <file>`, got {text!r}")
     algo, digest, file = fields
+    if algo == SIZE:
+        if not digest.isdigit():
+            raise UserError(f"{where}: size of {file} must be a byte count, got {digest!r}")
+        return algo, str(int(digest)), _bare(file, where)
     if algo not in ALGORITHMS:
         raise UserError(f"{where}: unknown hash algorithm {algo!r} "
                         f"(use one of: {', '.join(ALGORITHMS)})")
     if len(digest) != ALGORITHMS[algo] or not _HEX.match(digest):
         raise UserError(f"{where}: {algo} digest for {file} must be "
                         f"{ALGORITHMS[algo]} hex digits, got {digest!r}")
+    return algo, digest.lower(), _bare(file, where)
+
+
+def _bare(file: str, where: str) -> str:
     if "/" in file:
         raise UserError(f"{where}: {file!r} must be a bare file name (no directory)")
-    return algo, digest.lower(), file
+    return file
 
 
 def _add_entry(entries: dict, algo: str, digest: str, file: str, where: str) -> None:
@@ -108,6 +118,7 @@ def check_known(hash_path: Path, path: Path, *, file: str | None = None) -> dict
     file = file or Path(path).name
     expected = parse(hash_path).get(file, {})
     actual = compute_digests(path)
+    actual[SIZE] = str(Path(path).stat().st_size)
     for algo, digest in expected.items():
         if actual[algo] != digest:
             raise VerificationError(

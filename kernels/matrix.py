@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kernels import paths
 from kernels.errors import UserError
-from kernels.sources import Signature, Source
+from kernels.sources import Listing, Signature, Source
 
 DEFAULT_NIC_PROFILE = "all"     # variants with every NIC driver carry no suffix
 CONFIG_SYSTEMS = ("kconfig", "cml1")
@@ -54,6 +54,10 @@ class Line:
     base_defconfig: str | None = None   # cml1: defconfig file inside the tree
     patches: str | None = None          # patches/<this>/series
     unsupported: str | None = None      # why this line cannot build here, if so
+    # The boot at this memory size forces the initrd above low memory (a
+    # copy of the bzImage with initrd_addr_max raised): its pass proves the
+    # kernel relocates it, and a release requires that pass.
+    high_initrd_at_mb: int | None = None
 
     @property
     def hash_file(self) -> Path:
@@ -159,6 +163,7 @@ def _line_from_data(name: str, data: dict, path: Path) -> Line:
         base_defconfig=data.get("base_defconfig"),
         patches=data.get("patches"),
         unsupported=data.get("unsupported"),
+        high_initrd_at_mb=data.get("high_initrd_at_mb"),
     )
     for fragment in (line.base_config, line.invariants):
         if not fragment.is_file():
@@ -177,8 +182,15 @@ def _source_from_data(line: str, data: dict, path: Path) -> Source:
             url=sig["url"], covers=sig["covers"],
             keys=tuple(k.replace(" ", "").upper() for k in sig["keys"]),
             accept_revoked=bool(sig.get("accept_revoked", False)))
+    listing = None
+    if "listing" in data:
+        listed = data["listing"]
+        if not listed.get("urls") or not listed.get("keys"):
+            raise UserError(f"{path}: source {data.get('name')}: listing needs `urls` and `keys`")
+        listing = Listing(urls=tuple(listed["urls"]),
+                          keys=tuple(k.replace(" ", "").upper() for k in listed["keys"]))
     return Source(
-        line=line, name=data["name"], file=data["file"],
+        line=line, name=data["name"], file=data["file"], listing=listing,
         urls=tuple(data.get("urls", ())), backup=tuple(data.get("backup", ())),
         signature=signature, trust=data.get("trust", "pinned"),
         package=data.get("package"), path=data.get("path"),

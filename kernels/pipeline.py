@@ -43,7 +43,8 @@ def pin(line, source_name: str) -> None:
     if not matches:
         valid = ", ".join(s.name for s in line.sources)
         raise UserError(f"line {line.name} has no source {source_name!r}; valid sources: {valid}")
-    pin_source(matches[0], hash_file=line.hash_file, keys_dir=keys_dir(), dl=paths.dl_dir())
+    result = pin_source(matches[0], hash_file=line.hash_file, keys_dir=keys_dir(), dl=paths.dl_dir())
+    print(f"[pin {line.name}] {result.path.name}: sha256 {result.sha256}; {result.trust}", flush=True)
 
 
 def prepare_line(line) -> None:

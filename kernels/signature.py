@@ -27,6 +27,7 @@ import lzma
 import re
 import tempfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import gnupg
@@ -51,16 +52,20 @@ def key_path(keys_dir: Path, fingerprint: str) -> Path:
 def check_keys_available(sig: Signature, keys_dir: Path) -> None:
     """Every accepted signer must have its key file: checked before any
     download, since no download can fix a missing key."""
-    for fingerprint in sig.keys:
+    check_key_files(sig.keys, keys_dir, f"signature {sig.url}")
+
+
+def check_key_files(fingerprints: tuple[str, ...], keys_dir: Path, what: str) -> None:
+    if not fingerprints:
+        raise UserError(f"{what}: no accepted signer keys are listed")
+    for fingerprint in fingerprints:
         if not _FINGERPRINT.match(fingerprint):
-            raise UserError(f"signature {sig.url}: {fingerprint!r} is not a full fingerprint "
+            raise UserError(f"{what}: {fingerprint!r} is not a full fingerprint "
                             f"(40 upper-case hex digits, no spaces)")
         if not key_path(keys_dir, fingerprint).is_file():
             raise VerificationError(
-                f"signature {sig.url}: key file {key_path(keys_dir, fingerprint)} is missing; "
+                f"{what}: key file {key_path(keys_dir, fingerprint)} is missing; "
                 f"export key {fingerprint} there (gpg --armor --export {fingerprint})")
-    if not sig.keys:
-        raise UserError(f"signature {sig.url}: no accepted signer keys are listed")
 
 
 def verify_signature(sig: Signature, data_path: Path, sig_path: Path, keys_dir: Path,
@@ -78,9 +83,38 @@ def verify_signature(sig: Signature, data_path: Path, sig_path: Path, keys_dir: 
         raise UserError(f"{where}: signature covers must be 'file' or 'tar', not {sig.covers!r}")
     with tempfile.TemporaryDirectory(prefix="ltsp-gpg-") as home:
         gpg = _private_gpg(home)
-        _import_listed_keys(gpg, sig, keys_dir, where)
+        _import_listed_keys(gpg, sig.keys, keys_dir, where)
         result = _run_verify(gpg, sig, Path(data_path), Path(sig_path), where)
-    return _judge(result, sig, where)
+    return _judge(result, sig.keys, sig.accept_revoked, where)
+
+
+@dataclass(frozen=True)
+class ClearsignedText:
+    """What a good clearsignature vouches for: the signed text only (never
+    what a file carries around the signed block), its signer, its date."""
+    text: str
+    signer: str
+    signed_on: str      # YYYY-MM-DD of the signature
+
+
+def verify_clearsigned(data: bytes, fingerprints: tuple[str, ...], keys_dir: Path,
+                       *, where: str) -> ClearsignedText:
+    """Check a clearsigned message (kernel.org's sha256sums.asc) in a private
+    keyring holding only the listed keys, and return the text gpg says the
+    signature covers.  Anything but a good signature by a listed, unrevoked,
+    unexpired key raises VerificationError."""
+    check_key_files(fingerprints, keys_dir, where)
+    if b"-----BEGIN PGP SIGNED MESSAGE-----" not in data:
+        raise VerificationError(f"{where}: not a clearsigned OpenPGP message "
+                                f"(starts with {data[:30]!r})")
+    with tempfile.TemporaryDirectory(prefix="ltsp-gpg-") as home:
+        gpg = _private_gpg(home)
+        _import_listed_keys(gpg, fingerprints, keys_dir, where)
+        result = gpg.decrypt(data)      # a clearsigned message: gpg prints the signed text
+    _judge(result, fingerprints, False, where)
+    signer = (result.pubkey_fingerprint or result.fingerprint).upper()
+    return ClearsignedText(text=result.data.decode("utf-8", "replace"), signer=signer,
+                           signed_on=result.creation_date or "unknown date")
 
 
 def _private_gpg(home: str) -> gnupg.GPG:
@@ -94,14 +128,18 @@ def _private_gpg(home: str) -> gnupg.GPG:
         raise InfraError(f"cannot run gpg (install the gnupg package): {error}") from None
 
 
-def _import_listed_keys(gpg: gnupg.GPG, sig: Signature, keys_dir: Path, where: str) -> None:
-    for fingerprint in sig.keys:
+def _import_listed_keys(gpg: gnupg.GPG, fingerprints: tuple[str, ...], keys_dir: Path,
+                        where: str) -> None:
+    """Import each listed key file and make sure it holds that key and
+    nothing else: a file named by one fingerprint that carries another key
+    (or a second one) is refused, never used."""
+    for fingerprint in fingerprints:
         path = key_path(keys_dir, fingerprint)
-        imported = gpg.import_keys(path.read_bytes())
-        if fingerprint not in (imported.fingerprints or []):
-            found = ", ".join(imported.fingerprints or []) or "no key"
+        imported = set(gpg.import_keys(path.read_bytes()).fingerprints or [])
+        if imported != {fingerprint}:
+            found = ", ".join(sorted(imported)) or "no usable key"
             raise VerificationError(f"{where}: key file {path} does not hold key {fingerprint} "
-                                    f"(it holds: {found})")
+                                    f"alone, as its name says (it holds: {found})")
 
 
 def _run_verify(gpg: gnupg.GPG, sig: Signature, data_path: Path, sig_path: Path,
@@ -145,25 +183,25 @@ def _looks_like_tar(path: Path) -> bool:
         return stream.read(5) == b"ustar"
 
 
-def _judge(result: gnupg.Verify, sig: Signature, where: str) -> str:
+def _judge(result: gnupg.Verify, keys: tuple[str, ...], accept_revoked: bool, where: str) -> str:
     signer = (result.pubkey_fingerprint or result.fingerprint or "").upper()
-    if signer and signer not in sig.keys:
+    if signer and signer not in keys:
         raise VerificationError(f"{where}: signed by key {signer}, which is not an accepted "
-                                f"signer ({', '.join(sig.keys)})")
+                                f"signer ({', '.join(keys)})")
     if result.valid and signer:
         return f"signature: good by {signer}"
     if result.key_status == KEY_REVOKED and result.pubkey_fingerprint:
-        return _revoked(signer, sig, where)
+        return _revoked(signer, accept_revoked, where)
     if result.key_status == KEY_EXPIRED:
         raise VerificationError(f"{where}: signed by key {signer}, which has expired")
     if result.status == "no public key":
         raise VerificationError(f"{where}: signed by key id {result.key_id}, which is not an "
-                                f"accepted signer ({', '.join(sig.keys)})")
+                                f"accepted signer ({', '.join(keys)})")
     raise VerificationError(f"{where}: bad signature: {_describe(result)}")
 
 
-def _revoked(signer: str, sig: Signature, where: str) -> str:
-    if not sig.accept_revoked:
+def _revoked(signer: str, accept_revoked: bool, where: str) -> str:
+    if not accept_revoked:
         raise VerificationError(f"{where}: signed by key {signer}, which has been revoked "
                                 f"(set accept_revoked only if the sha256 pin was checked by "
                                 f"other means)")

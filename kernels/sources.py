@@ -21,6 +21,18 @@ class Signature:
 
 
 @dataclass(frozen=True)
+class Listing:
+    """A clearsigned checksum listing published for a release folder
+    (kernel.org's sha256sums.asc).  An unpinned source takes its sha256 from
+    the verified text of the listing and is then pinned with that
+    provenance: no trust on first use."""
+
+    urls: tuple[str, ...]           # the listing itself, primary first
+    # Accepted signers of the listing, full fingerprints as in Signature.
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Source:
     line: str
     name: str                       # e.g. "linux", "openmosix"
@@ -28,6 +40,7 @@ class Source:
     urls: tuple[str, ...] = ()      # primary first, then mirrors
     backup: tuple[str, ...] = ()    # backup sites, tried last
     signature: Signature | None = None
+    listing: Listing | None = None
     # "pinned": sha256 from configs/lines/<line>.hash is required.
     # "debian-package": a file installed by an apt package; apt verified it,
     # `dpkg --verify` re-checks it; its sha256 is recorded, not pinned.

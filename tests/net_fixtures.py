@@ -50,6 +50,10 @@ class GpgKeys:
              "--output", str(out), "--detach-sign", "-", stdin=data)
         return out
 
+    def clearsign(self, fingerprint: str, text: bytes) -> bytes:
+        """`text` clearsigned by `fingerprint` (as kernel.org's sha256sums.asc)."""
+        return _gpg(self.home, "--local-user", fingerprint, "--clearsign", "-", stdin=text)
+
 
 def _gpg(home: Path, *args: str, stdin: bytes | None = None, batch: bool = True) -> bytes:
     command = [GPG, "--homedir", str(home), "--yes", "--pinentry-mode", "loopback",

@@ -118,6 +118,30 @@ def test_pin_source_checks_a_recorded_md5(served, gpg_keys, hash_file, dl):
     assert list(dl.iterdir()) == []
 
 
+def test_pin_source_with_historic_md5_and_size(served, gpg_keys, tarball, hash_file, dl):
+    """As openMosix's Gentoo digests: a download matching both md5 and size
+    may be pinned, and the pin says what it was checked against."""
+    data = tarball.read_bytes()
+    hash_file.write_text(f"md5  {hashlib.md5(data).hexdigest()}  {FILE}\nsize  {len(data)}  {FILE}\n")
+    pinned = pin_source(source_for(served), hash_file, dl, keys_dir=gpg_keys.keys_dir,
+                        progress=False, **FAST)
+    assert pinned.sha256 == sha256_of(tarball)
+    assert "matches the recorded md5, size" in hash_file.read_text()
+
+
+@pytest.mark.parametrize("wrong", ["md5", "size"])
+def test_pin_source_refuses_a_download_failing_a_historic_digest(served, gpg_keys, tarball, hash_file,
+                                                                 dl, wrong):
+    data = tarball.read_bytes()
+    md5 = "0" * 32 if wrong == "md5" else hashlib.md5(data).hexdigest()
+    size = len(data) + 1 if wrong == "size" else len(data)
+    hash_file.write_text(f"md5  {md5}  {FILE}\nsize  {size}  {FILE}\n")
+    with pytest.raises(VerificationError, match=f"{wrong} mismatch .*expected {md5 if wrong == 'md5' else size}"):
+        pin_source(source_for(served), hash_file, dl, keys_dir=gpg_keys.keys_dir,
+                   progress=False, **FAST)
+    assert hashes.pinned_sha256(hash_file, FILE) is None
+
+
 def test_pin_source_refuses_debian_package_sources(hash_file, dl, gpg_keys):
     source = Source(line=LINE, name="linux", file="x.tar.xz", trust="debian-package",
                     package="linux-source-6.1", path="/usr/src/linux-source-6.1.tar.xz")
@@ -199,7 +223,7 @@ def test_file_url_mirror_after_a_404(served, gpg_keys, tarball, hash_file, dl):
     source = source_for(served, urls=[served.url(f"/gone/{FILE}")], backup=[tarball.as_uri()])
     result = run_fetch(source, hash_file, gpg_keys, dl)
     assert result.path.read_bytes() == tarball.read_bytes()
-    assert result.trust.endswith("no signature published")
+    assert result.trust.endswith("no OpenPGP signature configured for this source")
 
 
 # ---- the cache ---------------------------------------------------------------------

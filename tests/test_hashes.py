@@ -140,3 +140,31 @@ def test_pin_refuses_a_different_sha256(tmp_path):
 def test_pin_refuses_a_non_sha256(tmp_path):
     with pytest.raises(UserError, match="not a sha256"):
         hashes.pin(tmp_path / "x.hash", "a.tar", MD5, "from somewhere")
+
+
+def test_size_entries_parse_and_are_checked(tmp_path):
+    path = tmp_path / "x.hash"
+    data = b"some bytes"
+    (tmp_path / "a.tar").write_bytes(data)
+    path.write_text(f"size  {len(data)}  a.tar\n")
+    assert hashes.parse(path) == {"a.tar": {"size": str(len(data))}}
+    hashes.check_known(path, tmp_path / "a.tar")
+    path.write_text(f"size  {len(data) + 1}  a.tar\n")
+    with pytest.raises(VerificationError, match=f"size mismatch .*expected {len(data) + 1}.*actual {len(data)}"):
+        hashes.check_known(path, tmp_path / "a.tar")
+
+
+def test_a_size_must_be_a_byte_count(tmp_path):
+    path = tmp_path / "x.hash"
+    path.write_text("size  12k  a.tar\n")
+    with pytest.raises(UserError, match=r"x.hash:1: size of a.tar must be a byte count, got '12k'"):
+        hashes.parse(path)
+
+
+def test_the_openmosix_line_carries_the_historic_digests():
+    entries = hashes.parse(CONFIGS / "lines" / "openmosix-2.hash")
+    assert entries["openMosix-2.4.22-2.bz2"] == {"md5": "98383791652633351317c59952735d16", "size": "245575"}
+    assert entries["openmosix-tools-0.3.6-2.tar.gz"] == {
+        "sha256": "c63f843890fdbaa3810d037912491b517cc6e7e101d1852d6f1def1b1edd5d6c", "size": "515181"}
+    assert entries["linux-2.4.22.tar.bz2"]["size"] == "29528612"
+    assert "pin line=linux-2.4.22" not in (CONFIGS / "lines" / "openmosix-2.hash").read_text()
