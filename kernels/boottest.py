@@ -6,6 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from kernels import build, paths, release, tree
+from kernels.errors import UserError
 
 MEMORY_MB = (512, 2048, 3584)          # 3.5 GB: the >1 GB nodes, initrd placed high
 EXTRA_NICS_AT_MB = 512                 # the other QEMU NICs are tried once each
@@ -33,8 +34,12 @@ def build_initrd(line) -> Path:
 def boot_cases(line, variant) -> list:
     """PXE boots: e1000 at every memory size, the other QEMU NICs once;
     NIC-specific kernels (no emulated card) boot with e1000 firmware at
-    every size and must come up without an interface."""
+    every size and must come up without an interface.  At the line's
+    high_initrd_at_mb the initrd is forced above low memory."""
     from qemu.boot import APPEND_CPIO, APPEND_EXT2, BootCase
+    if line.high_initrd_at_mb is not None and line.high_initrd_at_mb not in MEMORY_MB:
+        raise UserError(f"line {line.name}: high_initrd_at_mb = {line.high_initrd_at_mb} is not one of "
+                        f"the boot matrix's memory sizes ({', '.join(map(str, MEMORY_MB))})")
     kernel = build.out_dir(line, variant) / "bzImage"
     append = APPEND_CPIO if line.initrd_format == "cpio" else APPEND_EXT2
     if variant.nic == "all":
@@ -42,7 +47,8 @@ def boot_cases(line, variant) -> list:
     else:
         plan = [(variant.nic, mem) for mem in MEMORY_MB]
     return [BootCase(kernel=kernel, initrd=initrd_path(line), variant=variant.name, cpu=variant.cpu,
-                     nic=nic, mem_mb=mem, path="pxe", append=append, line=line.name)
+                     nic=nic, mem_mb=mem, path="pxe", append=append, line=line.name,
+                     high_initrd=mem == line.high_initrd_at_mb)
             for nic, mem in plan]
 
 

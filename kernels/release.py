@@ -93,7 +93,28 @@ def _boot_refusals(line, variant, record: dict) -> list[str]:
     failed = [f"{r['name']}: {r['verdict']}" for r in results["boots"] if r["verdict"] != "pass"]
     if not results["boots"]:
         return [f"{variant.name}: boot test recorded no boots"]
-    return [f"{variant.name}: boot test failed: {', '.join(failed)}"] if failed else []
+    if failed:
+        return [f"{variant.name}: boot test failed: {', '.join(failed)}"]
+    return _relocation_refusals(line, variant, results["boots"])
+
+
+def _relocation_refusals(line, variant, boots: list[dict]) -> list[str]:
+    """Lines with high_initrd_at_mb ship only when a boot at that size with
+    the initrd forced high passed and showed it relocated below low memory."""
+    if line.high_initrd_at_mb is None:
+        return []
+    if any(relocated_initrd(boot) for boot in boots if boot["mem_mb"] == line.high_initrd_at_mb):
+        return []
+    return [f"{variant.name}: no passing boot at {line.high_initrd_at_mb}M with the initrd forced "
+            f"above low memory and relocated (boot-test:{variant.name} again)"]
+
+
+def relocated_initrd(boot: dict) -> str | None:
+    """"0x... -> 0x..." for a passed forced-high boot that moved its initrd
+    below low memory (as the boot judged it), else None."""
+    if boot.get("high_initrd") and boot["verdict"] == "pass":
+        return boot.get("initrd_relocated")
+    return None
 
 
 # -- packages --------------------------------------------------------------------
@@ -129,9 +150,12 @@ def make_packages(line, variants, staging: Path, *, initrd: Path, overlay: Path 
 
 
 def _manifest_entry(path: Path, line, variant, record: dict, boots: dict) -> dict:
-    verdicts = {}
+    verdicts, relocations = {}, {}
     for boot in boots["boots"]:
-        verdicts.setdefault(f"{boot['mem_mb']}M", {})[f"{boot['nic']}/{boot['path']}"] = boot["verdict"]
+        how = f"{boot['nic']}/{boot['path']}" + ("/high-initrd" if boot.get("high_initrd") else "")
+        verdicts.setdefault(f"{boot['mem_mb']}M", {})[how] = boot["verdict"]
+        if moved := relocated_initrd(boot):
+            relocations[f"{boot['mem_mb']}M"] = moved
     return {
         "package": path.name, "sha256": tree.sha256_file(path), "kind": "kernel",
         "line": line.name, "variant": variant.name, "kernel_release": record["kernel_release"],
@@ -140,6 +164,7 @@ def _manifest_entry(path: Path, line, variant, record: dict, boots: dict) -> dic
         "bzImage_sha256": record["bzImage"]["sha256"],
         "toolchain": record["toolchain"], "source_date_epoch": record["source_date_epoch"],
         "boot_tests": verdicts,
+        "initrd_relocated": relocations,
     }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from kernels.errors import UserError
 from qemu.facts import parse_boot_facts
+from qemu.hostile import LOWMEM_END, make_hostile_bzimage, read_initrd_addr_max
 from qemu.machine import (DEFAULT_MAC, KERNEL_ONLY_NICS, QemuMachine, boot_nic_for,
                           machine_for, normalise_mac)
 from qemu.process import running
@@ -43,15 +44,23 @@ class BootCase:
     line: str = "linux-6.1"
     timeout: float = DEFAULT_TIMEOUT
     mac: str = DEFAULT_MAC
+    # Boot a copy of the kernel whose header lets the loader put the initrd
+    # anywhere (qemu/hostile.py): a pass then requires that the initrd was
+    # placed above low memory and the kernel copied it below.
+    high_initrd: bool = False
 
     @property
     def name(self) -> str:
-        return boot_name(self.line, self.variant, self.nic, self.mem_mb, self.path)
+        return boot_name(self.line, self.variant, self.nic, self.mem_mb, self.path, self.high_initrd)
 
 
-def boot_name(line: str, variant: str, nic: str, mem_mb: int, path: str) -> str:
+HIGH_INITRD_SUFFIX = "-high-initrd"
+
+
+def boot_name(line: str, variant: str, nic: str, mem_mb: int, path: str,
+              high_initrd: bool = False) -> str:
     """The boot's name: its log file, its JUnit test and its QEMU -name."""
-    return f"{line}-{variant}-{nic}-{mem_mb}M-{path}"
+    return f"{line}-{variant}-{nic}-{mem_mb}M-{path}" + (HIGH_INITRD_SUFFIX if high_initrd else "")
 
 
 @dataclass
@@ -79,10 +88,20 @@ class BootResult:
     drivers: dict[str, str] = field(default_factory=dict)    # "eth0" -> "8139cp"
     warnings: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    high_initrd: bool = False    # the initrd was forced high (see BootCase)
+    # "0x... -> 0x...": the loader put the initrd above low memory and the
+    # kernel copied it below (what a forced-high boot must show to pass)
+    initrd_relocated: str | None = None
 
     @property
     def passed(self) -> bool:
         return self.verdict == PASS
+
+
+def relocation(start: int | None, moved_to: int | None) -> str | None:
+    if start is None or moved_to is None or not start >= LOWMEM_END > moved_to:
+        return None
+    return f"{start:#x} -> {moved_to:#x}"
 
 
 def _check_boot_path(path: str, tftp_root, mac) -> None:
@@ -125,6 +144,21 @@ def _judge_interfaces(result: BootResult, nic: str, require_interface: bool) -> 
         result.notes.append(f"no ethN: the kernel has no driver bound to QEMU's {nic}")
 
 
+def _judge_relocation(result: BootResult) -> None:
+    """A forced-high initrd boot passes only if the console shows the
+    initrd placed high and moved below low memory: a kernel that reached
+    its marker some other way proves nothing about >1 GB nodes."""
+    result.initrd_relocated = relocation(result.initrd_start, result.initrd_moved_to)
+    if not (result.high_initrd and result.passed) or result.initrd_relocated:
+        return
+    start = f"{result.initrd_start:#x}" if result.initrd_start is not None else "not reported"
+    moved = f"{result.initrd_moved_to:#x}" if result.initrd_moved_to is not None else "not moved"
+    result.verdict, result.kind = FAIL, "initrd-not-relocated"
+    result.console_line = f"initrd at {start}, moved to {moved} (low memory ends at {LOWMEM_END:#x})"
+    result.notes.append("the initrd was forced high but the console shows no relocation below "
+                        "low memory")
+
+
 def _judge_cpus(result: BootResult, emulated: int) -> None:
     """An SMP variant that brings up fewer CPUs than the machine has fails:
     the kernel booted, but not as the cluster node it claims to be."""
@@ -139,21 +173,27 @@ def boot_once(kernel, initrd, *, cpu: str, nic: str, mem_mb: int, path: str = "p
               append: str = APPEND_CPIO, log_path: Path, timeout: float = DEFAULT_TIMEOUT,
               tftp_root: Path | None = None, mac: str | None = None,
               variant: str = "test", line: str = "linux-6.1",
-              require_interface: bool = True,
+              require_interface: bool = True, high_initrd: bool = False,
               cancel: threading.Event | None = None) -> BootResult:
     """Boot once and return the verdict with what the node reported.
 
     path="pxe" builds a one-node TFTP tree for this boot unless tftp_root
     (a tree from make_tftp_tree holding this mac) is given; then that tree's
     entry for mac decides what boots and kernel/initrd only label the boot.
+    high_initrd boots a copy of the kernel with initrd_addr_max raised and
+    passes only when the console shows the initrd relocated below low memory.
     QEMU is killed and reaped whatever happens."""
     _check_boot_path(path, tftp_root, mac)
     boot_nic, nic_note = boot_nic_for(nic)
     log_path = Path(log_path)
-    name = boot_name(line, variant, nic, mem_mb, path)
+    name = boot_name(line, variant, nic, mem_mb, path, high_initrd)
     machine = machine_for("i386", cpu=cpu, nic=boot_nic, mem_mb=mem_mb,
                           mac=mac or DEFAULT_MAC, name=f"ltsp-mosix-{name}")
+    if high_initrd and tftp_root is not None:
+        raise UserError("high_initrd needs its own TFTP tree: it boots a modified copy of the kernel")
     with tempfile.TemporaryDirectory(prefix="ltsp-boot-") as work:
+        if high_initrd:
+            kernel = make_hostile_bzimage(kernel, Path(work) / Path(kernel).name)
         argv = _command(machine, kernel, initrd, append, path, tftp_root, Path(work),
                         line, variant)
         with running(argv, cwd=work) as (child, started_at):
@@ -168,13 +208,16 @@ def boot_once(kernel, initrd, *, cpu: str, nic: str, mem_mb: int, path: str = "p
         interfaces=facts.interfaces, mem_total_kb=facts.mem_total_kb, cpus=facts.cpus,
         kernel_version=facts.kernel, mosix=facts.mosix,
         initrd_start=facts.initrd_start, initrd_moved_to=facts.initrd_moved_to,
-        drivers=facts.drivers, warnings=watch.warnings)
+        drivers=facts.drivers, warnings=watch.warnings, high_initrd=high_initrd)
+    if high_initrd:
+        result.notes.append("initrd forced high: booted a copy with initrd_addr_max=0xffffffff")
     if nic_note:
         result.notes.append(nic_note)
     if watch.kind == "qemu-exited":
         result.notes.append(f"QEMU ended with status {exit_status} before the marker")
     _judge_interfaces(result, nic, require_interface)
     _judge_cpus(result, machine.cpu.smp)
+    _judge_relocation(result)
     return result
 
 
@@ -182,7 +225,8 @@ def run_case(case: BootCase, log_dir: Path, cancel: threading.Event | None = Non
     return boot_once(case.kernel, case.initrd, cpu=case.cpu, nic=case.nic,
                      mem_mb=case.mem_mb, path=case.path, append=case.append,
                      log_path=Path(log_dir) / f"{case.name}.log", timeout=case.timeout,
-                     mac=case.mac, variant=case.variant, line=case.line, cancel=cancel)
+                     mac=case.mac, variant=case.variant, line=case.line,
+                     high_initrd=case.high_initrd, cancel=cancel)
 
 
 def validate_cases(cases: list[BootCase]) -> None:
@@ -200,6 +244,8 @@ def validate_cases(cases: list[BootCase]) -> None:
         for path, what in ((case.kernel, "kernel image"), (case.initrd, "initrd")):
             if not Path(path).is_file():
                 raise UserError(f"{what} {path} of boot case {case.name} does not exist")
+        if case.high_initrd:        # the header must allow it (boot protocol >= 2.03)
+            read_initrd_addr_max(Path(case.kernel).read_bytes()[:1024], str(case.kernel))
 
 
 def progress_line(index: int, total: int, result: BootResult) -> str:

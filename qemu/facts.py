@@ -43,6 +43,8 @@ def parse_boot_facts(transcript: str) -> BootFacts:
             facts.initrd_start = int(found.group(1), 16)
         if found := _RAMDISK_MOVED.search(line):
             facts.initrd_moved_to = int(found.group(2) or found.group(4), 16)
+            if facts.initrd_start is None:      # 2.4 prints no RAMDISK line: the move names it
+                facts.initrd_start = int(found.group(1) or found.group(3), 16)
         if (found := _BOUND.match(line)):
             facts.drivers.setdefault(found.group(2), found.group(1))
         if not line.startswith(INIT_PREFIX):

@@ -17,6 +17,9 @@ HEADER_MAGIC_OFFSET = 0x202      # "HdrS"
 PROTOCOL_OFFSET = 0x206          # u16, e.g. 0x0203
 INITRD_ADDR_MAX_OFFSET = 0x22C   # u32, protocol >= 2.03
 MIN_PROTOCOL = 0x0203
+# The end of low memory on i386 (2.4's max_low_pfn, 6.1's VMSPLIT_3G lowmem):
+# an initrd that starts at or above it is "high" and must be copied below.
+LOWMEM_END = 0x38000000
 
 
 def read_initrd_addr_max(image: bytes, name: str = "bzImage") -> int:

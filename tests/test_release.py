@@ -1,6 +1,7 @@
 """Release gates, packaging, signing, publishing and verify-release on a
 line whose build and boot records are laid out as the pipeline writes them
 (the full release of a real 6.1 kernel is in tests/e2e/test_release_61.py)."""
+import dataclasses
 import json
 import os
 import shutil
@@ -167,6 +168,29 @@ def test_gate_refuses_missing_failed_or_stale_boot_tests(built_line, gpg_keys):
     record["bzImage"]["sha256"] = tree.sha256_file(build.out_dir(line, chosen[1]) / "bzImage")
     (build.out_dir(line, chosen[1]) / "build.json").write_text(json.dumps(record))
     assert "the boot test ran on another kernel" in refusal(built_line, gpg_keys)
+
+
+def test_gate_requires_a_relocated_high_initrd_boot_where_the_line_asks(built_line):
+    """A 2.4 line (high_initrd_at_mb) ships only when its 3.5 GB boot forced
+    the initrd high and the kernel relocated it."""
+    line, chosen, *_ = built_line
+    line = dataclasses.replace(line, high_initrd_at_mb=3584)
+    wanted = "no passing boot at 3584M with the initrd forced above low memory and relocated"
+    assert any(wanted in r for r in release.gate_refusals(line, chosen[:1]))
+    results = release.boot_results_path(line, chosen[0])
+    record = json.loads(results.read_text())
+    high = next(b for b in record["boots"] if b["mem_mb"] == 3584)
+    high.update(high_initrd=True, initrd_relocated=None)          # high, but not moved
+    results.write_text(json.dumps(record))
+    assert any(wanted in r for r in release.gate_refusals(line, chosen[:1]))
+    high.update(initrd_relocated="0xbfee0000 -> 0x402b000")
+    results.write_text(json.dumps(record))
+    assert release.gate_refusals(line, chosen[:1]) == []
+    entry = release._manifest_entry(results, line, chosen[0],
+                                    json.loads((build.out_dir(line, chosen[0]) / "build.json").read_text()),
+                                    record)
+    assert entry["boot_tests"]["3584M"] == {"e1000/pxe/high-initrd": "pass"}
+    assert entry["initrd_relocated"] == {"3584M": "0xbfee0000 -> 0x402b000"}
 
 
 def test_gate_refuses_a_line_failing_check(built_line, gpg_keys):

@@ -135,6 +135,17 @@ def test_facts_from_a_recorded_hostile_6_1_boot():
     assert facts.mem_total_kb > 3_000_000 and facts.drivers == {"eth0": "e1000"}
 
 
+def test_facts_and_relocation_from_the_2_4_relocation_line():
+    """2.4 prints no RAMDISK line: patch 0014's message names both ends."""
+    from qemu.boot import relocation
+    facts = parse_boot_facts("initrd relocated from 0xbfee0000 to 0x0402b000 (1048576 bytes)\n")
+    assert (facts.initrd_start, facts.initrd_moved_to) == (0xBFEE0000, 0x0402B000)
+    assert relocation(facts.initrd_start, facts.initrd_moved_to) == "0xbfee0000 -> 0x402b000"
+    assert relocation(0x07000000, 0x0402B000) is None        # never was high
+    assert relocation(0xBFEE0000, None) is None              # high, not moved
+    assert relocation(0xBFEE0000, 0x38000000) is None        # "moved", but not below lowmem
+
+
 def test_log_file_line_ends_are_plain_newlines(tmp_path):
     """Chunks as a pty delivers them: 6.1's "\r\n" doubled by onlcr, 2.4's
     "\n\r", and a "\r" split from its "\n" across chunks."""
