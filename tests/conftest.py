@@ -1,5 +1,7 @@
 """Shared fixtures: an isolated build/download/configs area per test, the
-fake 2.4 tree, and (session-wide) a real 6.1 kernel built through doit."""
+fake 2.4 tree, (session-wide) a real 6.1 kernel built through doit, and the
+vanilla 2.4.22 test archive, verified and unpacked once per run."""
+import hashlib
 import os
 import shutil
 import subprocess
@@ -93,3 +95,67 @@ def kernel_61():
     image = paths.PROJECT_ROOT / "build" / "linux-6.1" / "variants" / "pentium" / "out" / "bzImage"
     assert image.is_file()
     return image
+
+
+# -- the vanilla 2.4.22 test archive ---------------------------------------------------
+# Made for tests and CI from the public tree hooao/linux-2.4.22 @ aa17aeb
+# (`git archive --prefix=linux-2.4.22/ | xz -9`); NOT kernel.org's tarball.
+# It lies outside the repository, in ../shared/sources/ from the project
+# root (LTSP_MOSIX_TEST_SOURCES names another folder), and is never copied
+# into it.
+VANILLA_24 = "linux-2.4.22.tar.xz"
+VANILLA_24_SIZE = 23_119_468
+VANILLA_24_SHA256 = "7ed98b9601c6fc70aabfa5e0dbb7298fb1d7b67d96f72b85abb4e78df8ae5998"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def shared_sources_dir() -> Path:
+    return Path(os.environ.get("LTSP_MOSIX_TEST_SOURCES", ROOT.parent / "shared" / "sources"))
+
+
+@pytest.fixture(scope="session")
+def vanilla_24_archive() -> Path:
+    """The archive, after its size and sha256 are checked.  Missing: a skip
+    on a developer's machine, a failure in CI; wrong bytes: always a failure."""
+    archive = shared_sources_dir() / VANILLA_24
+    if not archive.is_file():
+        reason = (f"no vanilla Linux 2.4.22 archive {archive} (set LTSP_MOSIX_TEST_SOURCES to the "
+                  f"folder holding {VANILLA_24})")
+        if in_ci():
+            pytest.fail(f"CI=true: {reason}")
+        pytest.skip(reason)
+    digest = hashlib.sha256()
+    with archive.open("rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    size = archive.stat().st_size
+    if (size, digest.hexdigest()) != (VANILLA_24_SIZE, VANILLA_24_SHA256):
+        pytest.fail(f"{archive}: {size} bytes, sha256 {digest.hexdigest()}; expected "
+                    f"{VANILLA_24_SIZE} bytes, sha256 {VANILLA_24_SHA256}: not the test archive")
+    return archive
+
+
+@pytest.fixture(scope="session")
+def vanilla_24_tree(vanilla_24_archive) -> Path:
+    """The archive unpacked (safely, by the project's own unpacker) once per
+    run under the build folder: the tree the local-override tests build."""
+    from kernels import paths
+    from kernels.unpack import safe_extract
+    return safe_extract(vanilla_24_archive, paths.build_dir() / "test-inputs" / "linux-2.4.22",
+                        strip_components=1)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With CI=true a skipped 2.4 test (marker linux24) is a failure: CI has
+    the test archive, so a skip there hides a missing input."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and in_ci() and item.get_closest_marker("linux24") and \
+            not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: a 2.4 test may not skip ({reason})"

@@ -1,9 +1,8 @@
-"""Real boots of real Linux 6.1 (and, if available, 2.4.22) i386 bzImages
-under QEMU (TCG).
+"""Real boots of a real Linux 6.1 i386 bzImage under QEMU (TCG); the 2.4
+boots are in test_linux24.py, on kernels built from the test archive.
 
 The 6.1 kernel comes from the `kernel_61` fixture (tests/conftest.py);
-without it, from $LTSP_MOSIX_TEST_BZIMAGE; else those tests skip.  The 2.4
-tests likewise use `kernel_24` or $LTSP_MOSIX_TEST_BZIMAGE_24.  Each boot takes
+without it, from $LTSP_MOSIX_TEST_BZIMAGE; else those tests skip.  Each boot takes
 ~1-2 s (direct) or ~6-8 s (PXE, mostly iPXE start-up).  Console logs stay
 in pytest's tmp dir; failures print their path."""
 import os
@@ -11,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from initrd.build import compile_init, make_cpio_initrd, make_ext2_initrd
+from initrd.build import compile_init, make_cpio_initrd
 from qemu import boot as boot_module
-from qemu.boot import APPEND_CPIO, APPEND_EXT2, BootCase, boot_once, run_matrix
+from qemu.boot import APPEND_CPIO, BootCase, boot_once, run_matrix
 from qemu.hostile import make_hostile_bzimage, read_initrd_addr_max
 from qemu.pxe import PxeNode, make_tftp_tree
 from qemu.report import write_reports
@@ -171,55 +170,3 @@ def test_matrix_of_direct_boots_with_reports(bzimage_61, initrd_61, tmp_path, ca
     assert "[2/2] linux-6.1-pentium-e1000-1024M-direct: pass" in out
     written = write_reports(results, tmp_path)
     assert "2 boots: 2 pass, 0 fail, 0 hang" in written["table"].read_text()
-
-
-# -- Linux 2.4: the bug the hostile loader reproduces --------------------------
-
-@pytest.fixture(scope="module")
-def bzimage_24(request) -> Path:
-    """A 2.4.22 i386 bzImage (serial console, initrd, ramdisk, ext2, e1000):
-    the `kernel_24` fixture if tests/conftest.py has one, else
-    $LTSP_MOSIX_TEST_BZIMAGE_24."""
-    try:
-        kernel = request.getfixturevalue("kernel_24")
-    except pytest.FixtureLookupError:
-        env = os.environ.get("LTSP_MOSIX_TEST_BZIMAGE_24")
-        if not env:
-            pytest.skip("no 2.4 kernel: no kernel_24 fixture and LTSP_MOSIX_TEST_BZIMAGE_24 is unset")
-        kernel = Path(env)
-    if not Path(kernel).is_file():
-        pytest.skip(f"2.4 kernel {kernel} does not exist")
-    return Path(kernel)
-
-
-@pytest.fixture(scope="module")
-def initrd_24(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("initrd24")
-    return make_ext2_initrd(work / "initrd.ext2", compile_init(work))
-
-
-@pytest.mark.parametrize("append", [APPEND_EXT2, "console=ttyS0,115200 panic=1"],
-                         ids=["sbin-init", "linuxrc"])
-def test_2_4_direct_boot_runs_the_node_init(bzimage_24, initrd_24, logs, append):
-    result = _boot(bzimage_24, initrd_24, logs, path="direct", append=append, line="linux-2.4.22")
-    assert result.passed, _explain(result)
-    assert result.kernel_version.startswith("2.4.")
-    assert result.interfaces == ["lo", "eth0"]
-
-
-def test_2_4_pxe_at_3584_mb_respects_initrd_addr_max(bzimage_24, initrd_24, logs):
-    """pxelinux honours the header's 0x37FFFFFF: the initrd stays in lowmem."""
-    assert read_initrd_addr_max(bzimage_24.read_bytes()) == 0x37FFFFFF
-    result = _boot(bzimage_24, initrd_24, logs, path="pxe", mem_mb=3584, append=APPEND_EXT2,
-                   line="linux-2.4.22")
-    assert result.passed, _explain(result)
-    assert result.mem_total_kb > 2900 * MB
-
-
-@pytest.mark.parametrize("path", ["direct", "pxe"])
-def test_2_4_hostile_loader_reproduces_the_dropped_initrd(bzimage_24, initrd_24, logs, tmp_path, path):
-    hostile = make_hostile_bzimage(bzimage_24, tmp_path / "bzImage-24-hostile")
-    result = _boot(hostile, initrd_24, logs, path=path, mem_mb=3584, append=APPEND_EXT2,
-                   line="linux-2.4.22")
-    assert (result.verdict, result.kind) == ("fail", "initrd-beyond-memory"), _explain(result)
-    assert result.console_line.startswith("initrd extends beyond end of memory (0x")

@@ -1,122 +1,309 @@
-"""The linux-2.4.22 line for real: the vanilla tree through the local source
-override, the project's gcc-12 series, every variant built and PXE-booted,
-reproducibility, and the hostile-loader proof of the initrd relocation.
+"""The linux-2.4.22 line for real, on every machine: the vanilla test archive
+(tests/conftest.py: sha256 checked, never copied into the repository) is
+what a site keeps of its own tree.  The site pins it deliberately under its
+own file name and serves it from a file:// mirror in a copied configs
+folder, so the build is verified: fetch, prepare (the gcc-12 series),
+config, check, build, boot-test, release and verify-release all run through
+doit and must pass.  The same tree unpacked and handed over as the local
+override builds too, bit-identical, and stays refused by the release.
 
-The vanilla tree is not in the project (third-party code): point
-LTSP_MOSIX_TEST_TREE_2_4_22 at an unpacked linux-2.4.22 (e.g. the public
-repository hooao/linux-2.4.22 at commit aa17aeb, archived into a scratch
-folder); /work/scratch/linux-2.4.22 is used when present."""
+Then what only 2.4 shows: the hostile loader (unpatched 2.4.22 drops a high
+initrd, the series relocates it), a plain 3.5 GB PXE boot that keeps the
+initrd low, the linuxrc path and an NFS root.  With CI=true none of this
+may skip (conftest.py)."""
+import json
 import os
+import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from kernels import tree
+from initrd.build import compile_init, make_ext2_initrd
+from kernels import matrix, paths, release, tree
 from qemu.boot import APPEND_EXT2, boot_once
-from qemu.hostile import make_hostile_bzimage
-from tests.conftest import ROOT, run_doit
+from qemu.hostile import LOWMEM_END, make_hostile_bzimage, read_initrd_addr_max
+from tests.conftest import ROOT, VANILLA_24, VANILLA_24_SHA256, run_doit
 
-pytestmark = pytest.mark.e2e
-CANDIDATES = [os.environ.get("LTSP_MOSIX_TEST_TREE_2_4_22", ""), "/work/scratch/linux-2.4.22",
-              str(ROOT.parent / "scratch" / "linux-2.4.22")]
-TREE = next((Path(c) for c in CANDIDATES if c and (Path(c) / "arch/i386/config.in").is_file()), None)
-if TREE is None:
-    pytest.skip("no vanilla linux-2.4.22 tree: set LTSP_MOSIX_TEST_TREE_2_4_22 to an unpacked one",
-                allow_module_level=True)
-
-LINE_DIR = ROOT / "build" / "linux-2.4.22"
+pytestmark = [pytest.mark.e2e, pytest.mark.linux24]
+LINE = "linux-2.4.22"
 RELOCATION_PATCH = "0014-initrd-relocate-below-lowmem.patch"
+MB = 1024
 
 
-def env24(**extra):
+def project_env(**extra) -> dict:
+    """The environment doit runs with: none of the caller's LTSP_MOSIX_*,
+    ccache off (one cold run: ccache only costs), plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LTSP_MOSIX_")}
-    env["LTSP_MOSIX_OVERRIDE_LINUX_2_4_22"] = str(TREE)
+    env["LTSP_MOSIX_CCACHE"] = "0"
     env.update(extra)
     return env
 
 
+# -- the site: its own archive, pinned on purpose ----------------------------------------
+
+@dataclass(frozen=True)
+class Site:
+    root: Path
+
+    @property
+    def configs(self) -> Path:
+        return self.root / "configs"
+
+    @property
+    def hash_file(self) -> Path:
+        return self.configs / "lines" / f"{LINE}.hash"
+
+    @property
+    def line_dir(self) -> Path:
+        return self.root / "build" / LINE
+
+    def out(self, variant: str) -> Path:
+        return self.line_dir / "variants" / variant / "out"
+
+    def env(self, **extra) -> dict:
+        return project_env(LTSP_MOSIX_CONFIGS=str(self.configs),
+                           LTSP_MOSIX_BUILD_DIR=str(self.root / "build"),
+                           LTSP_MOSIX_DL_DIR=str(self.root / "dl"), **extra)
+
+    def doit(self, *args, check=True, **extra):
+        return run_doit(f"line={LINE}", *args, env=self.env(**extra), check=check)
+
+
+def site_line_toml(shipped: str, mirror: str) -> str:
+    """The shipped line with its kernel source replaced by the site's own
+    archive: another file name, a file:// mirror, no kernel.org listing."""
+    text = shipped.replace('file = "linux-2.4.22.tar.bz2"', f'file = "{VANILLA_24}"')
+    text, urls = re.subn(r'(?ms)^urls = \[.*?\]\n', f'urls = ["{mirror}"]\n', text, count=1)
+    text, backups = re.subn(r'(?m)^backup = \[.*\]\n', "", text, count=1)
+    text, listings = re.subn(r'(?ms)^\[sources\.listing\].*?^keys = \[.*?\]\n', "", text, count=1)
+    assert (urls, backups, listings) == (1, 1, 1) and "kernel.org" not in text, text
+    return text
+
+
 @pytest.fixture(scope="module")
-def line24_built():
-    """Every variant of the line built through doit (~35 s each)."""
-    result = run_doit("line=linux-2.4.22", "kernel", env=env24())
-    return result
+def site(vanilla_24_archive) -> Site:
+    """A configs copy under the build folder (a stable path: doit's state
+    keeps a rerun cheap); the hash file keeps an earlier run's pin."""
+    site = Site(paths.build_dir() / "test-site-2.4")
+    pinned = site.hash_file.read_text() if site.hash_file.is_file() else None
+    shutil.rmtree(site.configs, ignore_errors=True)
+    shutil.copytree(ROOT / "configs", site.configs)
+    toml = site.configs / "lines" / f"{LINE}.toml"
+    toml.write_text(site_line_toml(toml.read_text(), vanilla_24_archive.as_uri()))
+    if pinned and VANILLA_24 in pinned:
+        site.hash_file.write_text(pinned)
+    return site
 
 
-def test_every_variant_builds_with_gcc12(line24_built):
-    import json
-    for record_path in sorted(LINE_DIR.glob("variants/*/out/build.json")):
-        record = json.loads(record_path.read_text())
-        assert record["source"] == tree.UNVERIFIED and record["kernel_release"] == "2.4.22"
+@pytest.fixture(scope="module")
+def site_pinned(site) -> Site:
+    result = site.doit("pin", "source=linux")
+    print(result.stdout[-1500:])
+    return site
+
+
+def test_the_site_pins_its_archive_deliberately_and_fetch_verifies_it(site_pinned):
+    text = site_pinned.hash_file.read_text()
+    assert f"sha256  {VANILLA_24_SHA256}  {VANILLA_24}" in text
+    assert re.search(rf"# {re.escape(VANILLA_24)}: pinned by \S+ on \S+; downloaded from file://", text)
+    fetched = site_pinned.doit("fetch")
+    assert f"{VANILLA_24}: sha256 pinned in" in fetched.stdout, fetched.stdout
+
+
+@pytest.fixture(scope="module")
+def line24_built(site_pinned) -> Site:
+    """Every variant built from the verified archive through doit (~30 s each)."""
+    site_pinned.doit("kernel")
+    return site_pinned
+
+
+def test_every_variant_builds_verified_with_gcc12(line24_built):
+    records = [json.loads(p.read_text()) for p in sorted(line24_built.line_dir.glob("variants/*/out/build.json"))]
+    assert len(records) == 12
+    for record in records:
+        assert record["source"] == "verified" and record["kernel_release"] == "2.4.22"
+        assert [(s["file"], s["sha256"]) for s in record["sources"]] == [(VANILLA_24, VANILLA_24_SHA256)]
         assert [p["name"] for p in record["patches"]][-1] == "0100-reproducible-compile-h.patch"
         print(f"{record['variant']:<22} {record['build_seconds']:6.1f}s  bzImage {record['bzImage']['size']} bytes")
-    assert len(list(LINE_DIR.glob("variants/*/out/bzImage"))) == 12
-
-
-def test_every_variant_boots_over_pxe(line24_built):
-    result = run_doit("line=linux-2.4.22", "boot-test", env=env24(), timeout=3000)
-    print(result.stdout[-4000:])
-    assert "0 fail, 0 hang" in result.stdout
 
 
 def test_check_passes_on_the_vanilla_line(line24_built):
-    assert "12 variants share" in run_doit("line=linux-2.4.22", "check", env=env24()).stdout
+    assert "12 variants share" in line24_built.doit("check").stdout
 
 
-def test_two_clean_builds_give_the_same_bzimage(line24_built, tmp_path):
-    run_doit("line=linux-2.4.22", "kernel:pentium_smp", env=env24(LTSP_MOSIX_BUILD_DIR=str(tmp_path / "b"),
-                                                                  LTSP_MOSIX_CCACHE="0"))
-    first = LINE_DIR / "variants" / "pentium_smp" / "out" / "bzImage"
-    second = tmp_path / "b" / "linux-2.4.22" / "variants" / "pentium_smp" / "out" / "bzImage"
-    assert tree.sha256_file(first) == tree.sha256_file(second)
-    print(f"pentium_smp twice: {tree.sha256_file(first)}")
+@pytest.fixture(scope="module")
+def line24_booted(line24_built) -> Site:
+    result = line24_built.doit("boot-test")
+    print(result.stdout[-5000:])
+    assert "0 fail, 0 hang" in result.stdout
+    return line24_built
 
 
-def hostile_boot(kernel: Path, initrd: Path, work: Path):
-    hostile = make_hostile_bzimage(kernel, work / "bzImage-hostile")
-    return boot_once(hostile, initrd, cpu="pentium", nic="e1000", mem_mb=3584, path="direct",
-                     append=APPEND_EXT2, log_path=work / "hostile.log", variant="pentium", line="linux-2.4.22",
-                     require_interface=False)
+def test_every_variant_boots_over_pxe_and_relocates_a_high_initrd(line24_booted):
+    """doit boot-test itself forces the initrd high at 3.5 GB on 2.4."""
+    for results_path in sorted(line24_booted.line_dir.glob("boot/*/results.json")):
+        boots = json.loads(results_path.read_text())["boots"]
+        high = [b for b in boots if b["mem_mb"] == 3584]
+        assert high and all(b["high_initrd"] and b["verdict"] == "pass" for b in high), high
+        for boot in high:
+            start, moved = (int(x, 16) for x in boot["initrd_relocated"].split(" -> "))
+            assert start >= LOWMEM_END > moved
+            print(f"{boot['name']}: initrd {boot['initrd_relocated']}")
 
 
-def test_hostile_loader_unpatched_fails_patched_relocates(line24_built, tmp_path):
-    initrd = LINE_DIR / "initrd" / "initrd.ext2"
-    run_doit("line=linux-2.4.22", "initrd", env=env24())
-    patched = hostile_boot(LINE_DIR / "variants" / "pentium" / "out" / "bzImage", initrd, tmp_path)
-    print(f"patched: {patched.verdict} {patched.seconds}s initrd moved to {patched.initrd_moved_to}")
-    assert patched.verdict == "pass", patched.console_line
-    assert patched.initrd_moved_to is not None and patched.initrd_moved_to < 0x38000000
+@pytest.fixture(scope="module")
+def released(line24_booted, gpg_keys, tmp_path_factory):
+    """The whole line released twice, into two release folders."""
+    runs = []
+    for run in ("first", "second"):
+        releases = tmp_path_factory.mktemp(f"releases-{run}")
+        result = line24_booted.doit("release", f"key={gpg_keys.good}", f"keyring={gpg_keys.home}",
+                                    LTSP_MOSIX_RELEASE_DIR=str(releases))
+        assert "published" in result.stdout, result.stdout[-3000:]
+        runs.append(releases / LINE)
+    return runs
 
-    patches = tmp_path / "patches"
+
+def test_release_of_the_line_verifies_and_is_reproducible(released, line24_booted, gpg_keys):
+    first, second = released
+    names = sorted(p.name for p in first.iterdir())
+    assert len([n for n in names if n.startswith("ltsp_linux2422_kernel_")]) == 12
+    assert {"SHA256SUMS", "SHA256SUMS.asc", "manifest.json", "ltsp_linux2422_core_2.4.22.tar.gz"} <= set(names)
+    verified = line24_booted.doit("verify-release", f"dir={first}", f"key={gpg_keys.good}",
+                                  f"keys={gpg_keys.keys_dir}")
+    assert "files verified" in verified.stdout and "signature: good by" in verified.stdout
+    sums = (first / "SHA256SUMS").read_text()
+    assert (second / "SHA256SUMS").read_text() == sums
+    print("SHA256SUMS, identical in both runs:\n" + sums)
+    manifest = json.loads((first / "manifest.json").read_text())
+    kernels = [p for p in manifest["packages"] if p["kind"] == "kernel"]
+    assert len(kernels) == 12
+    for entry in kernels:
+        assert list(entry["boot_tests"]["3584M"].items()) == [(f"{nic_of(entry['variant'])}/pxe/high-initrd", "pass")]
+        assert entry["initrd_relocated"]["3584M"].startswith("0x")
+        assert entry["sources"][0]["sha256"] == VANILLA_24_SHA256
+
+
+def nic_of(variant: str) -> str:
+    """The NIC a variant's boots are filed under: the all-driver variants
+    boot e1000 at 3.5 GB, the NIC-specific ones their own card's name."""
+    return variant.partition("-")[2] or "e1000"
+
+
+# -- the same tree through the local override --------------------------------------------
+
+def override_env(tree_dir: Path, **extra) -> dict:
+    return project_env(LTSP_MOSIX_OVERRIDE_LINUX_2_4_22=str(tree_dir), **extra)
+
+
+def test_override_build_is_identical_and_refused_by_the_release(line24_built, vanilla_24_tree, tmp_path,
+                                                                  monkeypatch):
+    build_dir = tmp_path / "b"
+    run_doit(f"line={LINE}", "kernel:pentium_smp", env=override_env(vanilla_24_tree, LTSP_MOSIX_BUILD_DIR=str(build_dir)))
+    verified = line24_built.out("pentium_smp") / "bzImage"
+    override = build_dir / LINE / "variants" / "pentium_smp" / "out" / "bzImage"
+    assert tree.sha256_file(verified) == tree.sha256_file(override)
+    print(f"pentium_smp, verified archive and override tree: {tree.sha256_file(verified)}")
+
+    monkeypatch.setenv("LTSP_MOSIX_BUILD_DIR", str(build_dir))
+    monkeypatch.setenv("LTSP_MOSIX_OVERRIDE_LINUX_2_4_22", str(vanilla_24_tree))
+    line = matrix.load_line(LINE)
+    refusals = release.gate_refusals(line, [line.variant("pentium_smp")])
+    assert any(f"pentium_smp: built from an {tree.UNVERIFIED}" in r for r in refusals), refusals
+
+
+def test_mosix_option_on_the_vanilla_24_tree_fails_the_audit(vanilla_24_tree, tmp_path):
+    configs = tmp_path / "configs"
+    shutil.copytree(ROOT / "configs", configs)
+    toml = configs / "lines" / f"{LINE}.toml"
+    toml.write_text(toml.read_text().replace('invariants = "none.config"', 'invariants = "mosix.config"'))
+    result = run_doit(f"line={LINE}", "config:athlon", check=False,
+                      env=override_env(vanilla_24_tree, LTSP_MOSIX_CONFIGS=str(configs),
+                                       LTSP_MOSIX_BUILD_DIR=str(tmp_path / "b")))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "CONFIG_MOSIX: requested y, final absent" in output, output[-2000:]
+
+
+# -- what only 2.4 shows: the loader, the initrd, the root ------------------------------
+
+@pytest.fixture(scope="module")
+def initrd_24(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("initrd24")
+    return make_ext2_initrd(work / "initrd.ext2", compile_init(work))
+
+
+@pytest.fixture(scope="module")
+def unpatched_24(vanilla_24_tree, tmp_path_factory) -> Path:
+    """pentium built without the relocation patch: the Mosix-era kernel."""
+    work = tmp_path_factory.mktemp("unpatched")
+    patches = work / "patches"
     shutil.copytree(ROOT / "patches", patches)
-    series = patches / "linux-2.4.22" / "series"
+    series = patches / LINE / "series"
     series.write_text(series.read_text().replace(RELOCATION_PATCH + "\n", ""))
-    (patches / "linux-2.4.22" / RELOCATION_PATCH).unlink()
-    build_dir = tmp_path / "unpatched"
-    run_doit("line=linux-2.4.22", "kernel:pentium",
-             env=env24(LTSP_MOSIX_PATCHES=str(patches), LTSP_MOSIX_BUILD_DIR=str(build_dir)))
-    unpatched = hostile_boot(build_dir / "linux-2.4.22" / "variants" / "pentium" / "out" / "bzImage",
-                             initrd, tmp_path / "u")
-    print(f"unpatched: {unpatched.verdict} {unpatched.kind}: {unpatched.console_line}")
-    assert unpatched.verdict == "fail" and unpatched.kind == "initrd-beyond-memory"
+    (patches / LINE / RELOCATION_PATCH).unlink()
+    run_doit(f"line={LINE}", "kernel:pentium",
+             env=override_env(vanilla_24_tree, LTSP_MOSIX_PATCHES=str(patches),
+                              LTSP_MOSIX_BUILD_DIR=str(work / "build")))
+    return work / "build" / LINE / "variants" / "pentium" / "out" / "bzImage"
+
+
+def boot24(kernel: Path, initrd: Path, logs: Path, **kwargs):
+    kwargs.setdefault("cpu", "pentium")
+    kwargs.setdefault("nic", "e1000")
+    kwargs.setdefault("append", APPEND_EXT2)
+    kwargs.setdefault("path", "direct")
+    name = f"{kwargs['path']}-{kwargs['mem_mb']}M" + ("-high-initrd" if kwargs.get("high_initrd") else "")
+    result = boot_once(kernel, initrd, log_path=logs / f"{name}.log", line=LINE, variant="pentium", **kwargs)
+    print(f"{result.name}: {result.verdict} {result.kind or ''} {result.seconds}s "
+          f"initrd {result.initrd_relocated or result.console_line} (log {result.log_path})")
+    return result
+
+
+@pytest.mark.parametrize("path", ["direct", "pxe"])
+def test_hostile_loader_unpatched_drops_the_initrd(unpatched_24, initrd_24, tmp_path, path):
+    hostile = make_hostile_bzimage(unpatched_24, tmp_path / "bzImage-hostile")
+    result = boot24(hostile, initrd_24, tmp_path / "logs", mem_mb=3584, path=path, require_interface=False)
+    assert (result.verdict, result.kind) == ("fail", "initrd-beyond-memory"), result.console_line
+    assert result.console_line.startswith("initrd extends beyond end of memory (0x")
+
+
+def test_forced_high_boot_of_the_unpatched_kernel_fails_the_matrix_rule(unpatched_24, initrd_24, tmp_path):
+    """What doit boot-test runs at 3.5 GB, on the kernel without 0014."""
+    result = boot24(unpatched_24, initrd_24, tmp_path / "logs", mem_mb=3584, path="pxe", high_initrd=True)
+    assert result.verdict == "fail" and result.kind == "initrd-beyond-memory"
+    assert result.initrd_relocated is None
+
+
+def test_hostile_loader_patched_relocates(line24_built, initrd_24, tmp_path):
+    hostile = make_hostile_bzimage(line24_built.out("pentium") / "bzImage", tmp_path / "bzImage-hostile")
+    result = boot24(hostile, initrd_24, tmp_path / "logs", mem_mb=3584, require_interface=False)
+    assert result.verdict == "pass", result.console_line
+    assert result.initrd_relocated is not None and result.initrd_moved_to < LOWMEM_END
+
+
+def test_plain_pxe_at_3584_mb_keeps_the_initrd_low(line24_built, initrd_24, tmp_path):
+    """pxelinux honours the header's 0x37FFFFFF: no relocation is needed."""
+    kernel = line24_built.out("pentium") / "bzImage"
+    assert read_initrd_addr_max(kernel.read_bytes()) == 0x37FFFFFF
+    result = boot24(kernel, initrd_24, tmp_path / "logs", mem_mb=3584, path="pxe")
+    assert result.passed, result.console_line
+    assert result.mem_total_kb > 2900 * MB and result.initrd_moved_to is None
+
+
+@pytest.mark.parametrize("append", [APPEND_EXT2, "console=ttyS0,115200 panic=1"], ids=["sbin-init", "linuxrc"])
+def test_direct_boot_runs_the_node_init(line24_built, initrd_24, tmp_path, append):
+    result = boot24(line24_built.out("pentium") / "bzImage", initrd_24, tmp_path / "logs", mem_mb=512,
+                    append=append)
+    assert result.passed, result.console_line
+    assert result.kernel_version.startswith("2.4.22") and result.interfaces == ["lo", "eth0"]
 
 
 def test_nfs_root_boot_of_a_24_node(line24_built, tmp_path):
     """2.4 nodes mount their root over NFSv3/UDP from the project's ganesha."""
     from qemu.cluster_test import boot_nfsroot
-    result = boot_nfsroot(LINE_DIR / "variants" / "pentium" / "out" / "bzImage", tmp_path,
-                          kernel_version="2.4.22")
+    result = boot_nfsroot(line24_built.out("pentium") / "bzImage", tmp_path, kernel_version="2.4.22")
     print(f"2.4.22 NFS-root boot: {result.verdict} in {result.seconds}s; root {result.report.root}")
     assert result.verdict == "pass" and not result.problems, (result.problems, result.log_path)
-
-
-def test_mosix_option_on_the_vanilla_24_tree_fails_the_audit(line24_built, tmp_path):
-    configs = tmp_path / "configs"
-    shutil.copytree(ROOT / "configs", configs)
-    toml = configs / "lines" / "linux-2.4.22.toml"
-    toml.write_text(toml.read_text().replace('invariants = "none.config"', 'invariants = "mosix.config"'))
-    result = run_doit("line=linux-2.4.22", "config:athlon", check=False,
-                      env=env24(LTSP_MOSIX_CONFIGS=str(configs), LTSP_MOSIX_BUILD_DIR=str(tmp_path / "b")))
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert "CONFIG_MOSIX: requested y, final absent" in output, output[-2000:]
