@@ -1,61 +1,41 @@
 """ltsp-mosix task graph.  `doit list` shows the tasks; `doit line=NAME ...`
-picks the kernel line (default in configs/default.toml).  Build logic lives
-in the packages; this file only wires tasks and their dependencies."""
+picks the kernel line (default in configs/default.toml).  The task bodies
+live in their layers (kernels/, initrd/, qemu/, release/ tasks.py); this
+file only wires tasks, their inputs and their dependencies."""
 import os
-import sys
 
 from doit import get_var
-from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from kernels import build, kconfig, matrix, paths, pipeline, toolchain, tree
-from kernels.errors import LtspError
+from common import cli, paths
+from common.errors import LtspError
+from initrd import tasks as image_tasks
+from kernels import build, kconfig, matrix
+from kernels import tasks as kernel_tasks
+from kernels import toolchain, tree
+from qemu import bootplan
+from qemu import tasks as lab_tasks
+from release import tasks as release_tasks
 
-
-def _load_line():
-    try:
-        return matrix.load_line(get_var("line", None))
-    except LtspError as error:
-        print(error, file=sys.stderr)
-        sys.exit(2)
-
-
-VARIANT_TASKS = ("config", "kernel", "boot-test")
-NOT_VARIANTS = {"report"}
-
-
-def _check_requested_variants(line):
-    """`doit kernel:k6` would get doit's generic "not a task" answer; name
-    the valid variants instead."""
-    valid = {v.name for v in line.variants()}
-    for arg in sys.argv[1:]:
-        task, _, variant = arg.partition(":")
-        if task in VARIANT_TASKS and variant and variant not in valid | NOT_VARIANTS:
-            print(f"user error: unknown variant {variant!r} for line {line.name}; "
-                  f"valid variants: {', '.join(sorted(valid))}", file=sys.stderr)
-            sys.exit(2)
-
-
-LINE = _load_line()
-_check_requested_variants(LINE)
+cli.install()
+LINE = cli.load_or_exit(lambda: matrix.load_line(get_var("line", None)))
+cli.check_requested_variants(LINE, ("config", "kernel", "boot-test"), {"report"})
 paths.build_dir().mkdir(parents=True, exist_ok=True)     # doit keeps its state there
 DOIT_CONFIG = {
     "default_tasks": [f"kernel:{LINE.default_variant}"],
     "verbosity": 2,
     "dep_file": str(paths.build_dir() / f".doit-{LINE.name}.db"),
 }
+_run = cli.action
 
 
-def _run(step, *args):
-    """A doit action that reports LtspErrors as a message, not a traceback."""
-    def action():
-        try:
-            step(*args)
-        except LtspError as error:
-            return TaskFailed(str(error))
-        return None
-    action.__name__ = step.__name__
-    return action
+def _or_message(compute):
+    """A value for doit's up-to-date check, or the error's text: the action
+    itself then reports the error."""
+    try:
+        return compute()
+    except LtspError as error:
+        return str(error)
 
 
 def _line_inputs():
@@ -67,24 +47,32 @@ def _line_inputs():
 
 
 def task_fetch():
-    """Download and verify every source of the line (sha256 pins, OpenPGP)."""
-    return {"actions": [_run(pipeline.fetch_line, LINE)], "uptodate": [False]}
+    """Download and verify every source of the line (sha256 pins, signed listings, OpenPGP)."""
+    return {"actions": [_run(kernel_tasks.fetch_line, LINE)], "uptodate": [False]}
 
 
 def task_pin():
     """Pin a source deliberately: doit pin source=NAME records its sha256."""
-    return {"actions": [_run(lambda: pipeline.pin(LINE, get_var("source", "")))], "uptodate": [False]}
+    return {"actions": [_run(kernel_tasks.pin, LINE, get_var("source", ""))], "uptodate": [False]}
 
 
 def task_prepare():
     """Unpack the verified source (or local override) and apply the patch series."""
     override = tree.override_dir(LINE) if not LINE.unsupported else None
     return {
-        "actions": [_run(pipeline.prepare_line, LINE)],
+        "actions": [_run(kernel_tasks.prepare_line, LINE)],
         "file_dep": _line_inputs(),
         "targets": [str(tree.stamp_path(LINE))],
-        "uptodate": [config_changed({"override": str(override)})],
+        "uptodate": [config_changed({"override": str(override)}), _same_sources],
     }
+
+
+def _same_sources(task, values):
+    """doit up-to-date check, run only when prepare is considered: the
+    sources are the ones the tree was prepared from (kernel_tasks.source_identity)."""
+    identity = repr(_or_message(lambda: kernel_tasks.source_identity(LINE)))
+    task.value_savers.append(lambda: {"sources": identity})
+    return values.get("sources") == identity
 
 
 def task_config():
@@ -92,25 +80,18 @@ def task_config():
     for variant in LINE.variants():
         yield {
             "name": variant.name,
-            "actions": [_run(pipeline.configure_variant, LINE, variant)],
+            "actions": [_run(kernel_tasks.configure_variant, LINE, variant)],
             "file_dep": [str(tree.stamp_path(LINE))] + [str(f) for f in kconfig.fragment_files(LINE, variant)],
             "targets": [str(kconfig.final_config_path(LINE, variant))],
-            "uptodate": [config_changed(_requested(variant))],
+            "uptodate": [config_changed(_or_message(lambda v=variant: repr(kconfig.requested_options(LINE, v))))],
             "doc": f"final .config of {variant.name}",
         }
-
-
-def _requested(variant):
-    try:
-        return kconfig.requested_options(LINE, variant).__repr__()
-    except LtspError as error:
-        return str(error)       # the action reports it
 
 
 def task_check():
     """Fail if the cluster-invariant options differ between the line's variants."""
     return {
-        "actions": [_run(pipeline.check_line, LINE)],
+        "actions": [_run(kernel_tasks.check_line, LINE)],
         "task_dep": [f"config:{v.name}" for v in LINE.variants()],
         "uptodate": [False],
     }
@@ -118,51 +99,42 @@ def task_check():
 
 def task_kernel():
     """Build a variant: bzImage, System.map, .config, log and build.json."""
+    make_vars = _or_message(lambda: list(toolchain.for_line(LINE).make_vars))
     for variant in LINE.variants():
         out = build.out_dir(LINE, variant)
         yield {
             "name": variant.name,
-            "actions": [_run(pipeline.build_variant, LINE, variant)],
+            "actions": [_run(kernel_tasks.build_variant, LINE, variant)],
             "file_dep": [str(kconfig.final_config_path(LINE, variant)), str(tree.stamp_path(LINE))],
             "targets": [str(out / "bzImage"), str(out / "build.json")],
-            "uptodate": [config_changed({"make": _make_vars(), "epoch": build.source_date_epoch(LINE)})],
+            "uptodate": [config_changed({"make": make_vars, "epoch": build.source_date_epoch(LINE)})],
             "doc": f"kernel for {variant.name}",
         }
 
 
-def _make_vars():
-    try:
-        return list(toolchain.for_line(LINE).make_vars)
-    except LtspError as error:
-        return str(error)
-
-
 def task_initrd():
     """Build the node initrd of the line (ext2 for 2.4, cpio for 6.1) with its tiny init."""
-    from kernels import boottest
-    sources = sorted(str(p) for p in (paths.PROJECT_ROOT / "initrd").glob("*.[ch]")) + \
-        sorted(str(p) for p in (paths.PROJECT_ROOT / "initrd").glob("*.py"))
-    return {"actions": [_run(boottest.build_initrd, LINE)], "file_dep": sources,
-            "targets": [str(boottest.initrd_path(LINE))]}
+    sources = sorted(paths.PROJECT_ROOT.glob("initrd/*.[ch]")) + sorted(paths.PROJECT_ROOT.glob("initrd/*.py"))
+    return {"actions": [_run(image_tasks.build_initrd, LINE)], "file_dep": [str(p) for p in sources],
+            "targets": [str(image_tasks.initrd_path(LINE))]}
 
 
 def task_boot_test():
-    """PXE-boot every variant under QEMU (512 MB, 2 GB, 3.5 GB; e1000, rtl8139, ne2k_pci)."""
-    from kernels import boottest, release
+    """PXE-boot every variant under QEMU (the line's [boot] plan, each NIC profile's boot NICs)."""
     yield {"basename": "boot-test", "name": None, "doc": task_boot_test.__doc__.strip()}
     for variant in LINE.variants():
         yield {
             "basename": "boot-test",
             "name": variant.name,
-            "actions": [_run(pipeline.boot_test_variant, LINE, variant)],
-            "file_dep": [str(build.out_dir(LINE, variant) / "bzImage"), str(boottest.initrd_path(LINE))],
-            "targets": [str(release.boot_results_path(LINE, variant))],
+            "actions": [_run(lab_tasks.boot_test_variant, LINE, variant)],
+            "file_dep": [str(build.out_dir(LINE, variant) / "bzImage"), str(image_tasks.initrd_path(LINE))],
+            "targets": [str(bootplan.boot_results_path(LINE, variant))],
             "doc": f"boot matrix of {variant.name}",
         }
     yield {
         "basename": "boot-test",
         "name": "report",
-        "actions": [_run(pipeline.boot_report, LINE)],
+        "actions": [_run(lab_tasks.boot_report, LINE)],
         "task_dep": [f"boot-test:{v.name}" for v in LINE.variants()],
         "uptodate": [False],
         "doc": "matrix table, JUnit XML and Markdown report of the line's boots",
@@ -172,15 +144,12 @@ def task_boot_test():
 def task_release():
     """Gate, package, sum, sign and publish the line: doit release key=FPR keyring=DIR [variants=a,b]."""
     names = get_var("variants", "")
-    try:
-        chosen = pipeline.selected_variants(LINE, names)
-    except LtspError:
-        chosen = []
+    chosen = _or_message(lambda: release_tasks.selected_variants(LINE, names))
     return {
-        "actions": [_run(pipeline.release_line, LINE, names,
+        "actions": [_run(release_tasks.release_line, LINE, names,
                          get_var("key", os.environ.get("LTSP_MOSIX_RELEASE_KEY", "")),
                          get_var("keyring", os.environ.get("LTSP_MOSIX_RELEASE_KEYRING", "")))],
-        "task_dep": ["check"] + [f"boot-test:{v.name}" for v in chosen],
+        "task_dep": ["check"] + ([f"boot-test:{v.name}" for v in chosen] if isinstance(chosen, list) else []),
         "uptodate": [False],
     }
 
@@ -188,19 +157,17 @@ def task_release():
 def task_verify_release():
     """Check a published release: doit verify-release dir=DIR key=FPR [keys=DIR]."""
     return {"basename": "verify-release",
-            "actions": [_run(pipeline.verify_release, get_var("dir", ""), get_var("key", ""),
+            "actions": [_run(release_tasks.verify_release, get_var("dir", ""), get_var("key", ""),
                              get_var("keys", ""))],
             "uptodate": [False]}
 
 
 def task_cluster_test():
-    """Server + three nodes in a network namespace: PXE by MAC, NFS root, ping (doit cluster-test [cluster=FILE])."""
+    """Server + nodes in a network namespace: PXE by MAC, NFS root, ping (doit cluster-test [cluster=FILE])."""
     name = get_var("cluster", "")
-    try:
-        variants = sorted({node.variant_name for node in pipeline.load_test_cluster(LINE, name).nodes})
-    except LtspError:
-        variants = []       # the action reports the error
+    cluster = _or_message(lambda: lab_tasks.load_test_cluster(LINE, name))
+    variants = sorted({node.variant_name for node in cluster.nodes}) if not isinstance(cluster, str) else []
     return {"basename": "cluster-test",
-            "actions": [_run(pipeline.cluster_test, LINE, name)],
+            "actions": [_run(lab_tasks.cluster_test, LINE, name)],
             "task_dep": [f"kernel:{v}" for v in variants],
             "uptodate": [False]}

@@ -15,8 +15,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from kernels.errors import InfraError, UserError
-from kernels.paths import atomic_write_bytes
+from common.errors import InfraError, UserError
+from common.paths import atomic_output, atomic_write_bytes
 from initrd.cpio import CpioEntry, newc_archive
 
 # The line the node init prints once it has reported everything; the console
@@ -41,20 +41,6 @@ _GCC_FLAGS = [
     "-Wl,--build-id=none", "-Wl,-z,noexecstack", "-Wl,-z,noseparate-code",
     "-Wall", "-Werror",
 ]
-
-
-def _replace_atomically(tmp: Path, out: Path) -> Path:
-    os.replace(tmp, out)
-    return out
-
-
-def _temp_beside(out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out.with_name(f".{out.name}.tmp{os.getpid()}")
-
-
-def _write_bytes_atomically(out: Path, data: bytes) -> Path:
-    return atomic_write_bytes(out, data)
 
 
 def _read_init(init_path: Path) -> bytes:
@@ -86,10 +72,8 @@ def compile_init(out_dir: Path, source: Path = INIT_SOURCE) -> Path:
     if not Path(source).is_file():
         raise UserError(f"node init source {source} does not exist")
     out = Path(out_dir) / "init"
-    tmp = _temp_beside(out)
-    argv = [gcc, *_GCC_FLAGS, f'-DBOOT_MARKER="{BOOT_MARKER}"',
-            "-o", str(tmp), str(source)]
-    try:
+    with atomic_output(out) as tmp:
+        argv = [gcc, *_GCC_FLAGS, f'-DBOOT_MARKER="{BOOT_MARKER}"', "-o", str(tmp), str(source)]
         # cwd and a fixed locale keep diagnostics and output host-independent.
         proc = subprocess.run(argv, cwd=Path(source).parent, capture_output=True,
                               text=True, env={**os.environ, "LC_ALL": "C"})
@@ -99,9 +83,7 @@ def compile_init(out_dir: Path, source: Path = INIT_SOURCE) -> Path:
                 raise InfraError(f"{gcc} cannot build 32-bit code (gcc -m32 fails): install "
                                  f"the Debian package `gcc-multilib`.\n{err}")
             raise UserError(f"compiling {source} failed:\n{err}")
-        return _replace_atomically(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return out
 
 
 def cpio_entries(init: bytes) -> list[CpioEntry]:
@@ -118,7 +100,7 @@ def cpio_entries(init: bytes) -> list[CpioEntry]:
 
 def make_cpio_initrd(out: Path, init_path: Path) -> Path:
     """Write an uncompressed newc cpio initramfs holding init_path as /init."""
-    return _write_bytes_atomically(Path(out), newc_archive(cpio_entries(_read_init(init_path))))
+    return atomic_write_bytes(Path(out), newc_archive(cpio_entries(_read_init(init_path))))
 
 
 def _ext2_tarball(init: bytes) -> bytes:
@@ -158,18 +140,14 @@ def make_ext2_initrd(out: Path, init_path: Path, size_kib: int = EXT2_SIZE_KIB) 
                          "to build the ext2 initrd for Linux 2.4")
     init = _read_init(init_path)
     out = Path(out)
-    tmp = _temp_beside(out)
-    with tempfile.TemporaryDirectory(prefix="ltsp-ext2-") as work:
+    with tempfile.TemporaryDirectory(prefix="ltsp-ext2-") as work, atomic_output(out) as tmp:
         tarball = Path(work) / "tree.tar"
         tarball.write_bytes(_ext2_tarball(init))
         # -f: filesystem times 0; -U: every file owned by root; -b: size in
         # 1 KiB blocks.  genext2fs 1.4 writes no UUID, so the image is stable.
         argv = [genext2fs, "-b", str(size_kib), "-a", str(tarball), "-U", "-f", str(tmp)]
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise UserError(f"genext2fs failed building {out} "
-                                f"({size_kib} KiB too small?):\n{proc.stderr.strip()}")
-            return _replace_atomically(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise UserError(f"genext2fs failed building {out} "
+                            f"({size_kib} KiB too small?):\n{proc.stderr.strip()}")
+    return out

@@ -21,9 +21,10 @@ import shutil
 import stat
 from pathlib import Path
 
+from common.errors import InfraError, UserError
+from common.paths import atomic_write_bytes
 from initrd.build import compile_init
 from initrd.cpio import CpioEntry, newc_archive
-from kernels.errors import InfraError, UserError
 
 NFSINIT_SOURCE = Path(__file__).resolve().parent / "nfsinit.c"
 PEERS_FILE = "etc/ltsp-mosix/peers"
@@ -118,12 +119,4 @@ def nfsroot_initrd_entries() -> list[CpioEntry]:
 
 
 def make_nfsroot_initrd(out: Path) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(newc_archive(nfsroot_initrd_entries()))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    return atomic_write_bytes(Path(out), newc_archive(nfsroot_initrd_entries()))

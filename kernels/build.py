@@ -5,15 +5,17 @@ import json
 import os
 import shutil
 import time
-import tomllib
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kernels import kconfig, matrix, paths, toolchain, tree
-from kernels.errors import UserError
+from common import paths
+from common.data import read_toml, require
+from common.errors import KernelFailure, UserError
+from common.hashing import sha256_file
+from common.paths import configs_dir
+from kernels import kconfig, toolchain, tree
 from kernels.fragments import read_config_values
 from kernels.runner import run_logged
-from kernels.tree import sha256_file
 
 BUILD_USER = "ltsp-mosix"
 BUILD_HOST = "ltsp-mosix"
@@ -61,7 +63,7 @@ def build(line, variant) -> dict:
         stages.append("modules")
     for stage in stages:
         run_logged(kconfig.make_argv(line, variant, jobs, stage), cwd=objdir, env=env, log=log,
-                   label=label, stage=f"make {stage}")
+                   label=label, stage=f"make {stage}", error_class=KernelFailure)
     seconds = round(time.monotonic() - start, 1)
     verify_nic_drivers(variant, objdir / ".config", objdir / "System.map")
     return _collect(line, variant, objdir, log, seconds, chain)
@@ -86,8 +88,8 @@ def _seed_version_counter(objdir: Path) -> None:
 
 
 def nic_probes() -> dict[str, str]:
-    with (matrix.configs_dir() / "nic" / "probes.toml").open("rb") as handle:
-        return tomllib.load(handle)["drivers"]
+    path = configs_dir() / "nic" / "probes.toml"
+    return require(read_toml(path), "drivers", dict, path)
 
 
 def verify_nic_drivers(variant, config: Path, system_map: Path) -> dict[str, bool]:
@@ -103,7 +105,7 @@ def verify_nic_drivers(variant, config: Path, system_map: Path) -> dict[str, boo
             wrong.append(f"  {option}={'y' if wanted else 'not set'} but {symbol} "
                          f"{'absent from' if wanted else 'present in'} System.map")
     if wrong:
-        raise UserError(f"kernel:{variant.name}: NIC drivers do not match the config\n" + "\n".join(wrong))
+        raise KernelFailure(f"kernel:{variant.name}: NIC drivers do not match the config\n" + "\n".join(wrong))
     return found
 
 
@@ -114,7 +116,7 @@ def _collect(line, variant, objdir: Path, log: Path, seconds: float, chain) -> d
     staging.mkdir(parents=True)
     image = objdir / line.image
     if not image.is_file():
-        raise UserError(f"kernel:{variant.name}: make finished but {image} is missing (log: {log})")
+        raise KernelFailure(f"kernel:{variant.name}: make finished but {image} is missing (log: {log})")
     for src, name in ((image, "bzImage"), (objdir / "System.map", "System.map"),
                       (objdir / ".config", "config"), (log, "build.log")):
         shutil.copyfile(src, staging / name)

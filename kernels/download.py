@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlparse
 import requests
 import urllib3
 
-from kernels.errors import InfraError, UserError, VerificationError
+from common.errors import InfraError, UserError, VerificationError
 
 USER_AGENT = "ltsp-mosix-fetch/0.1"
 _CHUNK = 64 * 1024

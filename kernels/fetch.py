@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from common.errors import InfraError, UserError, VerificationError
+from common.hashing import sha256_file
+from common.paths import atomic_write_text, shown
 from kernels import hashes, listing, signature
 from kernels.download import DownloadError, download, download_from
-from kernels.errors import InfraError, UserError, VerificationError
-from kernels.paths import PROJECT_ROOT, atomic_write_text
 from kernels.sources import Source
 
 NO_SIGNATURE = "no OpenPGP signature configured for this source"
@@ -107,7 +108,7 @@ def pin_source(source: Source, hash_file: Path, dl: Path, *, keys_dir: Path,
         if downloaded:
             dest.unlink(missing_ok=True)   # never leave an unpinned download behind
         raise
-    trust = f"sha256 pinned in {_shown(hash_file)} just now; {outcome['signature']}"
+    trust = f"sha256 pinned in {shown(hash_file)} just now; {outcome['signature']}"
     _write_sidecar(dest, _sidecar_key(dest, outcome["sha256"], source), trust)
     return FetchResult(dest, outcome["sha256"], trust)
 
@@ -144,7 +145,7 @@ def _pin_from_listing(source, hash_file, keys_dir, dl, progress, options) -> Fet
     checked = f"; agrees with the recorded {', '.join(known)}" if known else ""
     hashes.pin(hash_file, source.file, outcome["sha256"],
                f"{listed.provenance}{checked}; file from {origin}; {outcome['signature']}")
-    trust = (f"sha256 pinned in {_shown(hash_file)} from the signed listing {listed.url} "
+    trust = (f"sha256 pinned in {shown(hash_file)} from the signed listing {listed.url} "
              f"(signer {listed.signer}, {listed.signed_on}){checked}; {outcome['signature']}")
     _write_sidecar(dest, _sidecar_key(dest, outcome["sha256"], source), trust)
     return FetchResult(dest, outcome["sha256"], trust)
@@ -241,15 +242,7 @@ def _check_signature(source, path, sig_path, keys_dir) -> str:
 
 
 def _pinned_trust(hash_file: Path, signature_summary: str) -> str:
-    return f"sha256 pinned in {_shown(hash_file)}; {signature_summary}"
-
-
-def _shown(path: Path) -> str:
-    path = Path(path)
-    try:
-        return str(path.resolve().relative_to(PROJECT_ROOT))
-    except ValueError:
-        return str(path)
+    return f"sha256 pinned in {shown(hash_file)}; {signature_summary}"
 
 
 # ---- signature files ---------------------------------------------------------
@@ -342,12 +335,12 @@ def fetch_debian_package(source: Source) -> FetchResult:
         raise UserError(f"source {source.name} of line {source.line}: trust = 'debian-package' "
                         f"needs both `package` and `path`")
     path = Path(source.path)
-    version = _installed_version(source.package, source)
+    version = installed_version(source)
     _dpkg_verify(source.package, path, source)
     if not path.is_file():
         raise VerificationError(f"source {source.name}: {path} is not there although package "
                                 f"{source.package} {version} is installed")
-    sha256 = hashes.compute_digests(path, ("sha256",))["sha256"]
+    sha256 = sha256_file(path)
     trust = (f"debian package {source.package} {version}: dpkg --verify clean for {path}; "
              f"sha256 recorded, not pinned")
     return FetchResult(path, sha256, trust, package_version=version)
@@ -361,7 +354,8 @@ def _run_dpkg(args: list[str]) -> subprocess.CompletedProcess:
                          f"system (dpkg)") from None
 
 
-def _installed_version(package: str, source: Source) -> str:
+def installed_version(source: Source) -> str:
+    package = source.package
     result = _run_dpkg(["dpkg-query", "-W", "-f=${db:Status-Status}\t${Version}", package])
     status, _, version = result.stdout.partition("\t")
     if result.returncode != 0 or status != "installed" or not version:

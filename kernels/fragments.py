@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from kernels.errors import UserError
+from common.errors import UserError
 
 SET_RE = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
 UNSET_RE = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")

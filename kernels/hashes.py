@@ -8,19 +8,18 @@ never replaces a sha256 pin.  `size  <bytes>  <file>` records a byte count
 """
 import datetime
 import getpass
-import hashlib
 import re
 import socket
 from pathlib import Path
 
-from kernels.errors import UserError, VerificationError
-from kernels.paths import atomic_write_text
+from common.errors import UserError, VerificationError
+from common.hashing import compute_digests
+from common.paths import atomic_write_text
 
 # Digest length in hex characters, per algorithm this project accepts.
 ALGORITHMS = {"sha256": 64, "md5": 32}
 SIZE = "size"       # a byte count, not a digest
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
-_CHUNK = 1 << 20
 
 
 def line_name(hash_path: Path) -> str:
@@ -99,16 +98,6 @@ def require_pinned(hash_path: Path, file: str, source_name: str | None = None,
 
 
 # ---- checking ----------------------------------------------------------------
-
-def compute_digests(path: Path, algos=tuple(ALGORITHMS)) -> dict[str, str]:
-    """All requested digests in one pass over the file."""
-    hashers = {algo: hashlib.new(algo) for algo in algos}
-    with open(path, "rb") as stream:
-        while block := stream.read(_CHUNK):
-            for hasher in hashers.values():
-                hasher.update(block)
-    return {algo: hasher.hexdigest() for algo, hasher in hashers.items()}
-
 
 def check_known(hash_path: Path, path: Path, *, file: str | None = None) -> dict[str, str]:
     """Compare `path` with every digest recorded for `file` (default: the

@@ -3,7 +3,7 @@ line's invariant block.  Nodes whose Mosix options differ refuse to talk
 to each other or crash the cluster, so a difference fails the line."""
 from pathlib import Path
 
-from kernels.errors import UserError
+from common.errors import UserError
 from kernels.fragments import NOT_SET, parse_fragment, read_config_values
 
 MOSIX_PREFIXES = ("CONFIG_MOSIX", "CONFIG_openMosix")

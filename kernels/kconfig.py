@@ -5,8 +5,9 @@ import re
 import subprocess
 from pathlib import Path
 
-from kernels import matrix, paths, toolchain, tree
-from kernels.errors import UserError
+from common import paths
+from common.errors import UserError
+from kernels import matrix, toolchain, tree
 from kernels.fragments import NOT_SET, Option, merge, parse_fragment, read_config_values, render
 from kernels.runner import run_logged
 

@@ -16,9 +16,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.errors import VerificationError
+from common.hashing import compute_digests
 from kernels import hashes, signature
 from kernels.download import DownloadError, download_from
-from kernels.errors import VerificationError
 from kernels.sources import Source
 
 # `<sha256>  <file>` (sha256sum's text mode) or `<sha256> *<file>` (binary mode)
@@ -78,7 +79,7 @@ def check_against_listing(path: Path, listed: ListedSha256, *, hash_file: Path,
                           file: str) -> str:
     """The downloaded file must have the listed sha256, then agree with every
     other digest the hash file records (md5, size).  Returns the sha256."""
-    actual = hashes.compute_digests(path)
+    actual = compute_digests(path)
     actual[hashes.SIZE] = str(Path(path).stat().st_size)
     if actual["sha256"] != listed.sha256:
         raise VerificationError(f"{file}: sha256 {actual['sha256']} of the download does not "

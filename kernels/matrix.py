@@ -1,22 +1,19 @@
-"""The kernel matrix as data: lines from configs/lines/*.toml, CPU and NIC
-fragments from configs/cpu/ and configs/nic/.  The supported names are
-simply the files present (as TuxMake's targets are)."""
-import os
-import tomllib
+"""The kernel matrix as data: lines from configs/lines/*.toml, CPU variants
+from configs/cpu/<cpu>.{config,toml}, NIC profiles from
+configs/nic/<profile>.{config,toml}, network cards from configs/cards.toml.
+The supported names are simply the files present (as TuxMake's targets are);
+a missing field is an error naming the file and the field."""
 from dataclasses import dataclass
 from pathlib import Path
 
-from kernels import paths
-from kernels.errors import UserError
+from common import paths
+from common.data import optional, read_toml, require
+from common.errors import UserError
+from common.paths import configs_dir
 from kernels.sources import Listing, Signature, Source
 
 DEFAULT_NIC_PROFILE = "all"     # variants with every NIC driver carry no suffix
 CONFIG_SYSTEMS = ("kconfig", "cml1")
-
-
-def configs_dir() -> Path:
-    """configs/ of the project, movable for tests and sites."""
-    return Path(os.environ.get("LTSP_MOSIX_CONFIGS", paths.CONFIGS)).resolve()
 
 
 @dataclass(frozen=True)
@@ -32,6 +29,48 @@ class Variant:
     @property
     def smp(self) -> bool:
         return self.cpu.endswith("_smp")
+
+
+@dataclass(frozen=True)
+class BootPlan:
+    """A line's [boot] table: the memory sizes every variant boots at (with
+    its profile's first boot NIC), the size its other boot NICs get once, and
+    the size at which the initrd is forced above low memory (a copy of the
+    bzImage with initrd_addr_max raised: its pass proves the kernel
+    relocates it, and a release requires that pass)."""
+    memory_mb: tuple[int, ...]
+    extra_nics_at_mb: int
+    path: str = "pxe"
+    high_initrd_at_mb: int | None = None
+
+
+@dataclass(frozen=True)
+class CpuSpec:
+    """configs/cpu/<name>.toml: what a CPU variant needs beyond its fragment."""
+    name: str
+    package_name: str       # in release package names
+    smp: int                # CPUs the boot test emulates
+    qemu_cpu: str           # QEMU -cpu
+    why: str                # why that model stands for the variant
+    pxe_extra: str = ""     # -cpu features for PXE boots only (firmware needs)
+
+
+@dataclass(frozen=True)
+class NicProfile:
+    """configs/nic/<name>.toml: the cards the boot test boots the profile's
+    kernels with (the first at every memory size, the others once)."""
+    name: str
+    boot_nics: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Card:
+    """configs/cards.toml: a network card a node may have."""
+    name: str
+    drivers: tuple[str, ...]    # kernel options whose driver binds to it
+    note: str
+    qemu: str | None = None     # QEMU -device emulating it, if any
+    pxe_rom: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,10 +93,7 @@ class Line:
     base_defconfig: str | None = None   # cml1: defconfig file inside the tree
     patches: str | None = None          # patches/<this>/series
     unsupported: str | None = None      # why this line cannot build here, if so
-    # The boot at this memory size forces the initrd above low memory (a
-    # copy of the bzImage with initrd_addr_max raised): its pass proves the
-    # kernel relocates it, and a release requires that pass.
-    high_initrd_at_mb: int | None = None
+    boot: "BootPlan | None" = None       # the line's boot matrix ([boot])
 
     @property
     def hash_file(self) -> Path:
@@ -87,6 +123,7 @@ class Line:
 
 
 def _names(folder: str) -> list[str]:
+    """The names a folder's fragments give (a <name>.config each)."""
     return sorted(p.stem for p in (configs_dir() / folder).glob("*.config"))
 
 
@@ -98,6 +135,66 @@ def nic_profiles() -> list[str]:
     profiles = _names("nic")
     # the all-driver profile first: it is the one boot tests exercise
     return sorted(profiles, key=lambda p: (p != DEFAULT_NIC_PROFILE, p))
+
+
+def cpu_spec(cpu: str) -> CpuSpec:
+    path = configs_dir() / "cpu" / f"{cpu}.toml"
+    data = _data_beside_fragment(path, cpu_fragment(cpu))
+    qemu = require(data, "qemu", dict, path)
+    smp = require(data, "smp", int, path)
+    if smp < 1:
+        raise UserError(f"{path}: field 'smp' must be at least 1, not {smp}")
+    return CpuSpec(name=cpu, package_name=require(data, "package_name", str, path), smp=smp,
+                   qemu_cpu=require(qemu, "cpu", str, path, where="qemu"),
+                   why=require(qemu, "why", str, path, where="qemu"),
+                   pxe_extra=optional(qemu, "pxe_extra", str, path, "", where="qemu"))
+
+
+def nic_profile(nic: str) -> NicProfile:
+    path = configs_dir() / "nic" / f"{nic}.toml"
+    data = _data_beside_fragment(path, nic_fragment(nic))
+    boot_nics = require(data, "boot_nics", list, path)
+    known = cards()
+    unknown = [card for card in boot_nics if card not in known]
+    if not boot_nics or unknown:
+        raise UserError(f"{path}: field 'boot_nics' must list cards of {cards_file()} "
+                        f"(unknown: {', '.join(map(str, unknown)) or 'none given'}; "
+                        f"known: {', '.join(known)})")
+    return NicProfile(name=nic, boot_nics=tuple(boot_nics))
+
+
+def _data_beside_fragment(path: Path, fragment: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"{path} is missing: {fragment.name} needs its data file beside it")
+    return read_toml(path)
+
+
+def cards_file() -> Path:
+    return configs_dir() / "cards.toml"
+
+
+def cards() -> dict[str, Card]:
+    path = cards_file()
+    data = read_toml(path)
+    table = require(data, "cards", dict, path)
+    found = {}
+    for name, card in table.items():
+        where = f"cards.{name}"
+        drivers = require(card, "drivers", list, path, where=where)
+        qemu = optional(card, "qemu", str, path, where=where)
+        found[name] = Card(name=name, drivers=tuple(drivers), note=require(card, "note", str, path, where=where),
+                           qemu=qemu, pxe_rom=require(card, "pxe_rom", str, path, where=where) if qemu else None)
+    return found
+
+
+def firmware_nic() -> Card:
+    """The emulated card that boots kernels whose own card QEMU lacks."""
+    path = cards_file()
+    name = require(read_toml(path), "firmware_nic", str, path)
+    card = cards().get(name)
+    if card is None or card.qemu is None:
+        raise UserError(f"{path}: firmware_nic {name!r} must be a card QEMU emulates")
+    return card
 
 
 def cpu_fragment(cpu: str) -> Path:
@@ -114,7 +211,7 @@ def line_names() -> list[str]:
 
 def default_line_name() -> str:
     path = configs_dir() / "default.toml"
-    return _read_toml(path)["line"]
+    return read_toml(path)["line"]
 
 
 def load_line(name: str | None = None) -> Line:
@@ -122,7 +219,7 @@ def load_line(name: str | None = None) -> Line:
     path = configs_dir() / "lines" / f"{name}.toml"
     if not path.is_file():
         raise UserError(f"unknown line {name!r}; valid lines: {', '.join(line_names())}")
-    data = _read_toml(path)
+    data = read_toml(path)
     try:
         return _line_from_data(name, data, path)
     except KeyError as missing:
@@ -131,7 +228,7 @@ def load_line(name: str | None = None) -> Line:
 
 REQUIRED_KEYS = ("description", "kernel", "config_system", "arch", "base_config", "invariants",
                  "toolchain", "image", "package_name", "default_variant", "initrd_format",
-                 "source_date_epoch", "sources")
+                 "source_date_epoch", "sources", "boot")
 
 
 def _line_from_data(name: str, data: dict, path: Path) -> Line:
@@ -163,13 +260,28 @@ def _line_from_data(name: str, data: dict, path: Path) -> Line:
         base_defconfig=data.get("base_defconfig"),
         patches=data.get("patches"),
         unsupported=data.get("unsupported"),
-        high_initrd_at_mb=data.get("high_initrd_at_mb"),
+        boot=_boot_plan(data, path),
     )
     for fragment in (line.base_config, line.invariants):
         if not fragment.is_file():
             raise UserError(f"{path}: fragment {fragment} does not exist")
     line.variant(line.default_variant)
     return line
+
+
+def _boot_plan(data: dict, path: Path) -> BootPlan:
+    boot = require(data, "boot", dict, path)
+    memory = require(boot, "memory_mb", list, path, where="boot")
+    if not memory or not all(isinstance(m, int) and m > 0 for m in memory):
+        raise UserError(f"{path}: field 'boot.memory_mb' must list memory sizes in MB, not {memory!r}")
+    extra = require(boot, "extra_nics_at_mb", int, path, where="boot")
+    high = optional(boot, "high_initrd_at_mb", int, path, where="boot")
+    for field, value in (("extra_nics_at_mb", extra), ("high_initrd_at_mb", high)):
+        if value is not None and value not in memory:
+            raise UserError(f"{path}: field 'boot.{field}' = {value} is not one of boot.memory_mb "
+                            f"({', '.join(map(str, memory))})")
+    return BootPlan(memory_mb=tuple(memory), extra_nics_at_mb=extra,
+                    path=optional(boot, "path", str, path, "pxe", where="boot"), high_initrd_at_mb=high)
 
 
 def _source_from_data(line: str, data: dict, path: Path) -> Source:
@@ -195,13 +307,3 @@ def _source_from_data(line: str, data: dict, path: Path) -> Source:
         signature=signature, trust=data.get("trust", "pinned"),
         package=data.get("package"), path=data.get("path"),
         role=data.get("role", "kernel"))
-
-
-def _read_toml(path: Path) -> dict:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as error:
-        raise UserError(f"{path}: not valid TOML: {error}") from None
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing") from None

@@ -7,10 +7,15 @@ import sys
 import time
 from pathlib import Path
 
-from kernels.errors import InfraError, UserError
+from common.errors import InfraError, UserError
 
 PROGRESS_EVERY = 10.0   # seconds between progress lines
 ERROR_WORDS = ("error", "Error", "ERROR", "failed", "FAILED", "No rule", "undefined reference")
+# Output that blames the machine, not the code being built: the compiler was
+# killed (the OOM killer, a signal), memory or disk ran out.
+MACHINE_FAULTS = ("Killed signal terminated program", "killed by signal", "internal compiler error: Killed",
+                  "No space left on device", "Cannot allocate memory", "virtual memory exhausted",
+                  "out of memory allocating", "Disk quota exceeded")
 
 
 def run_logged(argv: list[str], *, log: Path, label: str, stage: str, cwd: Path | None = None,
@@ -39,11 +44,27 @@ def run_logged(argv: list[str], *, log: Path, label: str, stage: str, cwd: Path 
         out.write(f"# exit {code} after {time.monotonic() - start:.1f}s\n")
     elapsed = time.monotonic() - start
     if code != 0:
-        raise error_class(f"{label}: {stage} failed (exit {code}) after {elapsed:.0f}s\n"
-                          f"{_error_excerpt(tail)}\nfull log: {log}")
+        fault = machine_fault(code, tail)
+        cls = InfraError if fault else error_class
+        why = f" ({fault})" if fault else ""
+        raise cls(f"{label}: {stage} failed (exit {code}){why} after {elapsed:.0f}s\n"
+                  f"{_error_excerpt(tail)}\nfull log: {log}")
     if not quiet:
         _progress(label, f"{stage} done", elapsed, "")
     return elapsed
+
+
+def machine_fault(code: int, tail: list[str]) -> str | None:
+    """Why a failed command is the machine's fault, or None: the command
+    itself was killed by a signal, or its output says a compiler was killed
+    or memory or disk ran out."""
+    if code < 0:
+        return f"killed by signal {-code}"
+    for line in reversed(tail):
+        for marker in MACHINE_FAULTS:
+            if marker in line:
+                return line.strip()
+    return None
 
 
 def _progress(label: str, stage: str, elapsed: float, detail: str) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import gnupg
 
-from kernels.errors import InfraError, UserError, VerificationError
+from common.errors import InfraError, UserError, VerificationError
 from kernels.sources import Signature
 
 _FINGERPRINT = re.compile(r"^[0-9A-F]{40}$")

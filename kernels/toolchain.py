@@ -1,6 +1,7 @@
-"""Toolchains per line: which tools a build needs (and which Debian package
-provides each), the make variables, and a version record.  Checked before
-anything runs, as LAVA validates an action's inputs."""
+"""Toolchains per line, as data (configs/toolchains/<name>.toml, the way
+TuxMake keeps its toolchains): which tools a build needs (and which Debian
+package provides each), the make variables, and a version record.  Checked
+before anything runs, as LAVA validates an action's inputs."""
 import os
 import shutil
 import subprocess
@@ -8,24 +9,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from kernels.errors import InfraError
-
-# tool -> Debian package that provides it
-KBUILD_TOOLS = {"gcc": "gcc", "make": "make", "ld": "binutils", "as": "binutils",
-                "flex": "flex", "bison": "bison", "bc": "bc", "perl": "perl-base"}
-CML1_TOOLS = {"gcc": "gcc", "make": "make", "ld": "binutils", "as": "binutils",
-              "bash": "bash", "perl": "perl-base"}
-
-# gcc 12 building 2.4 code: see patches/linux-2.4.22/series for the source
-# side; these flags restore the old compilers' defaults.
-# -fmacro-prefix-map keeps __FILE__ free of the tree's path (reproducible
-# wherever the tree is; 2.4 exports TOPDIR to every sub-make).
-GCC12_FOR_24_FLAGS = ("-m32 -std=gnu89 -fgnu89-inline -fno-pie -fno-pic -fno-stack-protector "
-                      "-fcf-protection=none -fno-strict-aliasing -fno-strict-overflow "
-                      "-fno-delete-null-pointer-checks -fno-builtin-sprintf "
-                      "-fno-tree-loop-distribute-patterns -fno-toplevel-reorder "
-                      "-fno-optimize-sibling-calls -fno-asynchronous-unwind-tables "
-                      "-mno-mmx -mno-sse -mno-sse2 -mno-3dnow -fmacro-prefix-map=$(TOPDIR)/=")
+from common.data import read_toml, require
+from common.errors import InfraError, UserError
+from common.paths import configs_dir
 
 
 @dataclass(frozen=True)
@@ -84,22 +70,37 @@ def build_env() -> dict[str, str]:
 
 
 def parallel_jobs() -> int:
+    """make -j: LTSP_MOSIX_JOBS when set, else distcc's host count (with
+    DISTCC_HOSTS), else the core count."""
+    if os.environ.get("LTSP_MOSIX_JOBS"):
+        value = os.environ["LTSP_MOSIX_JOBS"]
+        if not value.isdigit() or int(value) < 1:
+            raise UserError(f"LTSP_MOSIX_JOBS={value!r}: must be a positive whole number")
+        return int(value)
     if os.environ.get("DISTCC_HOSTS") and shutil.which("distcc"):
         out = subprocess.run(["distcc", "-j"], capture_output=True, text=True).stdout.strip()
         if out.isdigit():
             return max(int(out), os.cpu_count() or 1)
-    return int(os.environ.get("LTSP_MOSIX_JOBS", os.cpu_count() or 1))
+    return os.cpu_count() or 1
+
+
+def toolchain_file(name: str) -> Path:
+    return configs_dir() / "toolchains" / f"{name}.toml"
 
 
 def for_line(line) -> Toolchain:
-    prefix = " ".join(compiler_prefix())
-    cc = f"{prefix} gcc".strip()
-    if line.toolchain == "gcc-m32":
-        return Toolchain("gcc-m32", KBUILD_TOOLS, (f"ARCH={line.arch}", f"CC={cc}"))
-    if line.toolchain == "gcc-m32-2.4":
-        return Toolchain("gcc-m32-2.4", CML1_TOOLS, (
-            f"ARCH={line.arch}", f"CC={cc} {GCC12_FOR_24_FLAGS}", "LD=ld -m elf_i386",
-            "AS=as --32", "HOSTCC=gcc",
-            # the boot sector's root device would otherwise be the build host's
-            "ROOT_DEV=FLOPPY"))
-    raise InfraError(f"line {line.name}: unknown toolchain {line.toolchain!r}")
+    path = toolchain_file(line.toolchain)
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in path.parent.glob("*.toml")))
+        raise UserError(f"line {line.name}: unknown toolchain {line.toolchain!r} (no {path}; "
+                        f"known: {known})")
+    data = read_toml(path)
+    tools = require(data, "tools", dict, path)
+    templates = require(data, "make_vars", list, path)
+    cc = " ".join(compiler_prefix() + ["gcc"])
+    try:
+        make_vars = tuple(str(t).format(arch=line.arch, cc=cc) for t in templates)
+    except (KeyError, IndexError) as error:
+        raise UserError(f"{path}: make_vars: unknown placeholder {error} "
+                        f"(known: {{arch}}, {{cc}})") from None
+    return Toolchain(line.toolchain, {str(k): str(v) for k, v in tools.items()}, make_vars)

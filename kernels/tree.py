@@ -4,7 +4,6 @@ project's series applied.  Variants reuse it: O= builds for kbuild, cheap
 hard-link copies for 2.4 (no O= support)."""
 import bz2
 import gzip
-import hashlib
 import json
 import os
 import re
@@ -13,9 +12,11 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kernels import paths
-from kernels.errors import UserError
+from common import paths
+from common.errors import UserError
+from common.hashing import sha256_file
 from kernels.runner import run_logged
+from kernels.unpack import safe_extract
 
 UNVERIFIED = "unverified source"
 
@@ -81,14 +82,6 @@ def series(line) -> list[Path]:
     return patches
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def prepare(line, *, fetched: dict | None = None, log: Path | None = None) -> Provenance:
     """Build src/ for the line and write prepared.json.  `fetched` maps a
     source name to its kernels.fetch.FetchResult (absent with an override)."""
@@ -121,7 +114,6 @@ def _build_staging(line, staging: Path, override: Path | None, patches: list[Pat
         sources = ({"name": line.kernel_source.name, "file": str(override), "sha256": None,
                     "trust": f"{UNVERIFIED}: local override {override_var(line.name)}"},)
     else:
-        from kernels.unpack import safe_extract
         kernel = fetched[line.kernel_source.name]
         print(f"[prepare {line.name}] unpacking {kernel.path.name}", flush=True)
         safe_extract(kernel.path, staging, strip_components=1)

@@ -16,7 +16,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from kernels.errors import InfraError, UserError
+from common.errors import InfraError, UserError
 
 
 def safe_extract(archive: Path, dest: Path, strip_components: int = 1) -> Path:

@@ -10,14 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kernels.errors import UserError
+from common.errors import UserError
+from common.mac import DEFAULT_MAC, normalise_mac
 from qemu.facts import parse_boot_facts
 from qemu.hostile import LOWMEM_END, make_hostile_bzimage, read_initrd_addr_max
-from qemu.machine import (DEFAULT_MAC, KERNEL_ONLY_NICS, QemuMachine, boot_nic_for,
-                          machine_for, normalise_mac)
+from qemu.machine import QemuMachine, boot_nic_for, kernel_only_nics, machine_for
 from qemu.process import running
-from qemu.pxe import PxeNode, make_tftp_tree
 from qemu.watcher import FAIL, PASS, watch_stream
+from rootfs.pxetree import PxeNode, make_tftp_tree
 
 # Kernel command lines for our two initrd formats.  panic=1 turns a panic
 # into a reboot, which -no-reboot turns into a QEMU exit: a failed boot
@@ -36,7 +36,7 @@ class BootCase:
     kernel: Path
     initrd: Path
     variant: str                 # kernel variant label, e.g. "pentium", "p4_3c590"
-    cpu: str                     # CPU variant: key of qemu.machine.CPU_MODELS
+    cpu: str                     # CPU variant: a configs/cpu/ name
     nic: str                     # QEMU NIC model or kernel-only NIC (3c590, epic100)
     mem_mb: int
     path: str = "pxe"
@@ -133,7 +133,7 @@ def _judge_interfaces(result: BootResult, nic: str, require_interface: bool) -> 
     """A NIC boot is only a pass if the kernel's driver found the card; a
     kernel-only NIC must not find one (it has no driver for the firmware NIC)."""
     ethernet = [name for name in result.interfaces if name != "lo"]
-    if nic in KERNEL_ONLY_NICS:
+    if nic in kernel_only_nics():
         if ethernet:
             result.notes.append(f"unexpected interfaces {ethernet}: the kernel has a "
                                 f"driver for the {result.boot_nic} firmware NIC")

@@ -10,8 +10,8 @@ See Documentation/x86/boot.rst in the kernel tree."""
 import struct
 from pathlib import Path
 
-from kernels.errors import UserError
-from kernels.paths import atomic_write_bytes
+from common.errors import UserError
+from common.paths import atomic_write_bytes
 
 HEADER_MAGIC_OFFSET = 0x202      # "HdrS"
 PROTOCOL_OFFSET = 0x206          # u16, e.g. 0x0203

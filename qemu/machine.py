@@ -4,12 +4,13 @@ plus the tables that map our CPU and NIC variants to emulated hardware.
 Everything is validated before a command line is returned: a missing QEMU
 is an InfraError naming its Debian package, a missing kernel/initrd or an
 unknown CPU/NIC/memory size is a UserError naming the culprit."""
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from kernels.errors import InfraError, UserError
+from common.errors import InfraError, UserError
+from common.mac import DEFAULT_MAC, normalise_mac
+from kernels import matrix
 
 
 @dataclass(frozen=True)
@@ -18,8 +19,10 @@ class CpuModel:
     qemu_cpu: str       # -cpu value
     smp: int            # CPUs, each in its own socket (see smp_arg)
     why: str            # why this model stands for the variant
-    # Features added for PXE boots only, because the firmware needs them
-    # (see PXE_FIRMWARE_NEEDS); direct boots get the faithful model.
+    # Features added for PXE boots only, because the firmware needs them:
+    # Debian's iPXE ROMs (ipxe-qemu 1.0.0+git-20190125) execute fxsave/fxrstor
+    # without checking CPUID, so `-cpu pentium` never reaches pxelinux and
+    # `pentium,+fxsr` does (measured).  Direct boots get the faithful model.
     pxe_extra: str = ""
 
     @property
@@ -35,34 +38,14 @@ class CpuModel:
         return f"{self.qemu_cpu},{self.pxe_extra}" if path == "pxe" and self.pxe_extra else self.qemu_cpu
 
 
-# Debian's iPXE ROMs (ipxe-qemu 1.0.0+git-20190125) execute fxsave/fxrstor
-# in librm without checking CPUID, so on a CPU without FXSR the PXE ROM
-# faults silently (measured: `-cpu pentium` never reaches pxelinux,
-# `pentium,+fxsr` does).  A real P55C node had an Etherboot/PXE ROM that ran
-# on it; FXSR is only given to PXE boots, and 6.1/2.4 merely detect it.
-PXE_FIRMWARE_NEEDS = "+fxsr"
 
 
-# Checked against `qemu-system-i386 -cpu help` (QEMU 7.2, Debian 12).
-CPU_MODELS: dict[str, CpuModel] = {m.variant: m for m in (
-    CpuModel("pentium", "pentium", 1,
-             "QEMU's `pentium` is family 5 model 4, the Pentium MMX (P55C): FPU, TSC, "
-             "CX8, MMX, local APIC, no CMOV - what CONFIG_M586TSC kernels assume",
-             pxe_extra=PXE_FIRMWARE_NEEDS),
-    CpuModel("pentium_smp", "pentium", 2,
-             "two of the above; SeaBIOS provides the MP table a CONFIG_SMP kernel "
-             "needs to start the second CPU", pxe_extra=PXE_FIRMWARE_NEEDS),
-    CpuModel("athlon", "athlon", 1,
-             "QEMU's `athlon` is AuthenticAMD family 6 (K7) with CMOV, 3DNow! and "
-             "3DNow!ext - what CONFIG_MK7 kernels use"),
-    CpuModel("p4",
-             "pentium3,family=15,model=2,stepping=9,+sse2,+clflush,"
-             "model-id=Intel(R) Pentium(R) 4 CPU (QEMU pentium3+SSE2)",
-             1,
-             "QEMU has no Pentium 4 model: `pentium3` (P6 features, CMOV, PAE, SSE) "
-             "plus SSE2 and CLFLUSH, reporting NetBurst family 15 model 2 "
-             "(Northwood) - what CONFIG_MPENTIUM4 kernels check and use"),
-)}
+def cpu_models() -> dict[str, CpuModel]:
+    """Our CPU variants as QEMU models, from configs/cpu/<cpu>.toml
+    (checked against `qemu-system-i386 -cpu help`, QEMU 7.2, Debian 12)."""
+    specs = [matrix.cpu_spec(cpu) for cpu in matrix.cpu_names()]
+    return {spec.name: CpuModel(spec.name, spec.qemu_cpu, spec.smp, spec.why, spec.pxe_extra)
+            for spec in specs}
 
 
 @dataclass(frozen=True)
@@ -72,24 +55,18 @@ class NicModel:
     pxe_rom: str        # the iPXE ROM QEMU loads for it (Debian ipxe-qemu)
 
 
-# NIC models that QEMU emulates and that have a PXE ROM.
-NIC_MODELS: dict[str, NicModel] = {m.name: m for m in (
-    NicModel("e1000", "e1000 (82540EM)", "efi-e1000.rom"),
-    NicModel("rtl8139", "8139cp in 6.1 (binds first; 8139too also fits), 8139too in 2.4",
-             "efi-rtl8139.rom"),
-    NicModel("ne2k_pci", "ne2k-pci (+ 8390)", "efi-ne2k_pci.rom"),
-)}
+def nic_models() -> dict[str, NicModel]:
+    """The cards QEMU emulates (with a PXE ROM), from configs/cards.toml."""
+    return {card.qemu: NicModel(card.qemu, card.note, card.pxe_rom)
+            for card in matrix.cards().values() if card.qemu}
 
-# Kernel NIC variants with no QEMU card: the node still boots over PXE with
-# this card's firmware, and the kernel (which lacks its driver) finds no
-# ethN.  What the boot then proves is "driver built, no card to bind".
-KERNEL_ONLY_NICS: dict[str, str] = {
-    "3c590": "3c59x (CONFIG_VORTEX): QEMU emulates no 3Com Vortex/Boomerang",
-    "epic100": "epic100 (CONFIG_EPIC100): QEMU emulates no SMC EPIC/100",
-}
-FIRMWARE_NIC_FOR_KERNEL_ONLY = "e1000"
 
-DEFAULT_MAC = "52:54:00:12:34:56"
+def kernel_only_nics() -> dict[str, str]:
+    """Cards QEMU does not emulate: their kernels boot through the firmware
+    NIC and find no ethN ("driver built, no card to bind")."""
+    return {card.name: card.note for card in matrix.cards().values() if not card.qemu}
+
+
 # QEMU's pc machine keeps at most 3.5 GB below 4 GB, and from -m 3584 on it
 # aligns that to 3 GB, mapping the rest above 4 GB where a non-PAE i386
 # kernel cannot see it (measured: -m 3584 -> MemTotal ~3.0 GB).  More than
@@ -97,31 +74,19 @@ DEFAULT_MAC = "52:54:00:12:34:56"
 MEM_RANGE_MB = (16, 3584)
 
 
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-
-
-def normalise_mac(mac: str) -> str:
-    """aa:bb:cc:dd:ee:ff in lower case (also accepts dashes); the one MAC
-    rule for QEMU's -device and pxelinux's 01-<mac> file names."""
-    text = str(mac).strip().lower().replace("-", ":")
-    if not _MAC.match(text):
-        raise UserError(f"bad MAC address {mac!r}: expected six hex pairs like {DEFAULT_MAC}")
-    if int(text[:2], 16) & 1:
-        raise UserError(f"MAC address {mac!r} is a multicast address (odd first octet)")
-    return text
-
-
 def boot_nic_for(nic_variant: str) -> tuple[str, str | None]:
     """(QEMU NIC model to boot with, note for the result or None)."""
-    if nic_variant in NIC_MODELS:
+    emulated, kernel_only = nic_models(), kernel_only_nics()
+    if nic_variant in emulated:
         return nic_variant, None
-    if nic_variant in KERNEL_ONLY_NICS:
-        return (FIRMWARE_NIC_FOR_KERNEL_ONLY,
-                f"driver present, no card to bind: {KERNEL_ONLY_NICS[nic_variant]}; "
-                f"booted with {FIRMWARE_NIC_FOR_KERNEL_ONLY} firmware, whose driver "
+    if nic_variant in kernel_only:
+        firmware = matrix.firmware_nic().qemu
+        return (firmware,
+                f"driver present, no card to bind: {kernel_only[nic_variant]}; "
+                f"booted with {firmware} firmware, whose driver "
                 f"the kernel lacks, so no ethN is expected")
     raise UserError(f"unknown NIC {nic_variant!r}: valid are "
-                    f"{', '.join(sorted(NIC_MODELS) + sorted(KERNEL_ONLY_NICS))}")
+                    f"{', '.join(sorted(emulated) + sorted(kernel_only))}")
 
 
 def _require_file(path, what: str) -> Path:
@@ -135,26 +100,26 @@ def _require_file(path, what: str) -> Path:
 
 class QemuMachine:
     """What every architecture shares; subclasses set the binary, its
-    Debian package, the machine type and the CPU table."""
+    Debian package and the machine type.  CPUs and NICs come from configs/."""
 
     binary: str
     package: str
     machine_type: str
-    cpu_models: dict[str, CpuModel]
 
     def __init__(self, *, cpu: str, nic: str, mem_mb: int, mac: str = DEFAULT_MAC,
                  name: str | None = None):
-        if cpu not in self.cpu_models:
+        models, nics = cpu_models(), nic_models()
+        if cpu not in models:
             raise UserError(f"unknown CPU variant {cpu!r}: valid are "
-                            f"{', '.join(sorted(self.cpu_models))}")
-        if nic not in NIC_MODELS:
+                            f"{', '.join(sorted(models))}")
+        if nic not in nics:
             raise UserError(f"unknown QEMU NIC model {nic!r}: valid are "
-                            f"{', '.join(sorted(NIC_MODELS))}")
+                            f"{', '.join(sorted(nics))}")
         low, high = MEM_RANGE_MB
         if not isinstance(mem_mb, int) or not low <= mem_mb <= high:
             raise UserError(f"memory {mem_mb!r} MB out of range: {low}..{high} MB")
-        self.cpu = self.cpu_models[cpu]
-        self.nic = NIC_MODELS[nic]
+        self.cpu = models[cpu]
+        self.nic = nics[nic]
         self.mem_mb = mem_mb
         self.mac = normalise_mac(mac)
         self.name = name
@@ -222,7 +187,6 @@ class I386Pc(QemuMachine):
     binary = "qemu-system-i386"
     package = "qemu-system-x86"
     machine_type = "pc"
-    cpu_models = CPU_MODELS
 
 
 ARCHES: dict[str, type[QemuMachine]] = {"i386": I386Pc}

@@ -33,7 +33,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from kernels.errors import InfraError, UserError
+from common.errors import InfraError, UserError
 from qemu.process import die_with_parent
 
 NAME_PREFIX = "ltspm"

@@ -6,7 +6,7 @@ with rpcbind, started and stopped by the project.
 
 Why ganesha: the kernel's nfsd is not available on these machines; Debian's
 nfs-ganesha serves NFSv3 over TCP and UDP from user space.  Measured facts
-the configuration carries (see ../shared/DESIGN.md, "NFS root"):
+the configuration carries (README.md, "NFS root"):
   * `Squash = No_Root_Squash`: the nodes' init runs as root and writes;
   * `PrivilegedPort = false`: QEMU's user network connects from
     unprivileged ports;
@@ -27,8 +27,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from kernels.errors import InfraError, UserError
-from kernels.paths import atomic_write_text
+from common.errors import InfraError, UserError
+from common.paths import atomic_write_text
 from qemu.netns import NetNamespace, require_tool
 from qemu.process import die_with_parent, stop_process, wait_for_daemon
 

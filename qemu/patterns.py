@@ -26,7 +26,7 @@ class FailurePattern:
 FAILURE_PATTERNS: tuple[FailurePattern, ...] = (
     # -- loader stage (pxelinux / iPXE / the kernel's real-mode setup) --
     FailurePattern(r"ltsp-mosix-no-PXE-entry", "pxe-no-entry", True,
-                   "our pxelinux.cfg/default (qemu/pxe.py): the node's MAC has no 01-<mac> file"),
+                   "our pxelinux.cfg/default (rootfs/pxetree.py): the node's MAC has no 01-<mac> file"),
     FailurePattern(r"Loading \S+\.\.\. ?failed", "pxe-load-failed", True,
                    "pxelinux 6 could not fetch the kernel or initrd over TFTP"),
     FailurePattern(r"Could not find kernel image", "pxe-load-failed", True,

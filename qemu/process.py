@@ -10,13 +10,13 @@ import ctypes
 import signal
 import subprocess
 import time
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import pexpect
 
-from kernels.errors import InfraError
+from common.errors import InfraError
 
 _PR_SET_PDEATHSIG = 1
 STOP_SECONDS = 10.0         # measured: ganesha exits ~1 s after SIGTERM

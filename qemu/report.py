@@ -5,8 +5,9 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
-from kernels.paths import atomic_write_text
+from common.paths import atomic_write_text
 from qemu.boot import BootResult
+from qemu.watcher import INFRA_KINDS
 
 SUITE_NAME = "ltsp-mosix boot matrix"
 
@@ -57,25 +58,29 @@ def _failure_message(result: BootResult) -> str:
 
 
 def junit_xml(results: list[BootResult]) -> str:
-    """One testcase per boot; fail -> <failure>, hang -> <error> (a hang is
-    not an assertion the kernel failed but a boot that never concluded);
-    message = kind + console line; system-out = the log path."""
-    suite = ET.Element("testsuite", name=SUITE_NAME, tests=str(len(results)),
-                       failures=str(sum(r.verdict == "fail" for r in results)),
-                       errors=str(sum(r.verdict == "hang" for r in results)),
-                       time=f"{sum(r.seconds or 0 for r in results):.3f}")
-    for result in results:
-        case = ET.SubElement(suite, "testcase", classname=f"boot.{result.line}.{result.variant}",
-                             name=f"{result.nic}-{result.mem_mb}M-{result.path}",
-                             time=f"{result.seconds or 0:.3f}")
-        if not result.passed:
-            tag = "error" if result.verdict == "hang" else "failure"
-            element = ET.SubElement(case, tag, message=_failure_message(result),
-                                    type=result.kind or result.verdict)
-            element.text = "\n".join([_failure_message(result), *result.notes])
-        ET.SubElement(case, "system-out").text = str(result.log_path)
-    root = ET.Element("testsuites")
-    root.append(suite)
+    """One <testsuite> per line (its name whole: a dot in "linux-6.1" must
+    not become a package separator), one testcase per boot: classname = the
+    variant, name = NIC, memory and path.  A kernel/test failure (fail or
+    hang) is a <failure>, an infrastructure failure (qemu.watcher.INFRA_KINDS)
+    an <error>; message = kind + console line; system-out = the log path."""
+    root = ET.Element("testsuites", name=SUITE_NAME)
+    for line in sorted({r.line for r in results}):
+        mine = [r for r in results if r.line == line]
+        errors = [r for r in mine if not r.passed and r.kind in INFRA_KINDS]
+        suite = ET.SubElement(root, "testsuite", name=line, tests=str(len(mine)),
+                              failures=str(sum(not r.passed for r in mine) - len(errors)),
+                              errors=str(len(errors)),
+                              time=f"{sum(r.seconds or 0 for r in mine):.3f}")
+        for result in mine:
+            case = ET.SubElement(suite, "testcase", classname=result.variant,
+                                 name=result.name.removeprefix(f"{line}-{result.variant}-"),
+                                 time=f"{result.seconds or 0:.3f}")
+            if not result.passed:
+                tag = "error" if result.kind in INFRA_KINDS else "failure"
+                element = ET.SubElement(case, tag, message=_failure_message(result),
+                                        type=result.kind or result.verdict)
+                element.text = "\n".join([_failure_message(result), *result.notes])
+            ET.SubElement(case, "system-out").text = str(result.log_path)
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
@@ -122,13 +127,3 @@ def write_reports(results: list[BootResult], out_dir: Path) -> dict[str, Path]:
     atomic_write_text(written["junit"], junit_xml(results))
     atomic_write_text(written["markdown"], markdown(results, out_dir))
     return written
-
-
-def write_junit(results: list[BootResult], path: Path) -> Path:
-    atomic_write_text(Path(path), junit_xml(results))
-    return Path(path)
-
-
-def write_markdown(results: list[BootResult], path: Path, title: str = SUITE_NAME) -> Path:
-    atomic_write_text(Path(path), markdown(results, Path(path).parent, title))
-    return Path(path)

@@ -18,15 +18,14 @@ Decisions:
 import re
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from contextlib import contextmanager
 from typing import Iterator
 
 import pexpect
 
-from kernels.errors import UserError
+from common.errors import UserError
 from initrd.build import BOOT_MARKER
 from qemu.patterns import FAILURE_PATTERNS, FailurePattern, classify_line
 from qemu.process import running
@@ -35,6 +34,9 @@ __all__ = ["Watch", "watch_stream", "replay", "clean_line",
            "FAILURE_PATTERNS", "FailurePattern", "BOOT_MARKER"]
 
 PASS, FAIL, HANG = "pass", "fail", "hang"
+# Failure kinds that blame the machine, not the kernel: QEMU ended before
+# printing a single line (it could not start), or the watch was cancelled.
+INFRA_KINDS = frozenset({"qemu-no-output", "interrupted"})
 
 # After a verdict, keep reading this long so the log holds the panic text
 # or the reboot; QEMU exiting ends it sooner.
@@ -217,7 +219,9 @@ def _watch(session: _Session, started_at: float, drain_seconds: float) -> Watch:
                 return Watch(HANG, "timeout", _transcript_tail(child), elapsed(), warnings)
             session.consume(child.before)
             if index == session.eof_index:
-                return Watch(FAIL, "qemu-exited", _transcript_tail(child), elapsed(), warnings)
+                last = _transcript_tail(child)
+                kind = "qemu-exited" if last else "qemu-no-output"
+                return Watch(FAIL, kind, last, elapsed(), warnings)
             if index == 0:
                 seconds = elapsed()
                 marker_line = session.rest_of_line(child.after)

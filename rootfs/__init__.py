@@ -8,7 +8,7 @@ One module per concept:
     maps      /etc/hpc.map or /etc/mosix.map
     ltsconf   /opt/ltsp/i386/etc/lts.conf
     dnsmasq   the server's DHCP + TFTP configuration
-    tftp      the TFTP tree (through qemu.pxe.make_tftp_tree)
+    tftp      the TFTP tree (through rootfs.pxetree.make_tftp_tree)
     rcscript  the node rc script, rendered from templates/mosix.sh.in
     server    the snippets the admin merges into the server's own files
     overlay   the node root overlay, all of the above in one tree

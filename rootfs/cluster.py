@@ -26,24 +26,12 @@ import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from common.errors import UserError
+from common.mac import normalise_mac
 from kernels import matrix
-from kernels.errors import UserError
 from kernels.fragments import parse_fragment
-from qemu.machine import normalise_mac
 
 CLUSTER_FILE = "cluster.toml"
-
-# The network cards a node may have, and the kernel options whose driver
-# binds to each (the same symbols configs/nic/probes.toml proves present).
-# A card is matched by a NIC profile when the profile's fragment sets one
-# of them to y: the "all" profile carries every driver, so it fits any card.
-CARD_DRIVERS: dict[str, tuple[str, ...]] = {
-    "3c590": ("CONFIG_VORTEX",),                    # 3Com Vortex/Boomerang, 3c59x
-    "epic100": ("CONFIG_EPIC100",),                 # SMC EtherPower II
-    "e1000": ("CONFIG_E1000",),                     # QEMU's default PXE card
-    "rtl8139": ("CONFIG_8139CP", "CONFIG_8139TOO"),  # either driver binds (QEMU: 8139cp)
-    "ne2k_pci": ("CONFIG_NE2K_PCI",),
-}
 
 # LTSP 3 session on the node's first screen, and the runlevel that goes
 # with it (LTSP 3 clients start X in runlevel 5, a shell in runlevel 3).
@@ -232,8 +220,9 @@ def _parse_node(table: dict, header: dict, report) -> Node | None:
         if cpu not in matrix.cpu_names():
             stop("cpu", f"unknown CPU {cpu!r}; valid CPUs: {', '.join(matrix.cpu_names())}")
         card = _text(table, "nic", stop)
-        if card not in CARD_DRIVERS:
-            stop("nic", f"unknown network card {card!r}; valid cards: {', '.join(CARD_DRIVERS)}")
+        if card not in matrix.cards():
+            stop("nic", f"unknown network card {card!r}; valid cards (configs/cards.toml): "
+                        f"{', '.join(matrix.cards())}")
         profile = table.get("nic_profile", default_nic_profile(card))
         if not isinstance(profile, str):
             stop("nic_profile", f"must be a string, not {profile!r}")
@@ -267,8 +256,10 @@ def profiles_for_card(card: str) -> list[str]:
 
 
 def _profile_drives(profile: str, card: str) -> bool:
+    """The profile's fragment builds in one of the drivers that bind to the
+    card (configs/cards.toml): the "all" profile fits any card."""
     options = parse_fragment(matrix.nic_fragment(profile))
-    return any(options[s].value == "y" for s in CARD_DRIVERS[card] if s in options)
+    return any(options[s].value == "y" for s in matrix.cards()[card].drivers if s in options)
 
 
 def _check_profile_fits_card(profile: str, card: str, stop) -> None:
@@ -277,7 +268,7 @@ def _check_profile_fits_card(profile: str, card: str, stop) -> None:
                             f"{', '.join(matrix.nic_profiles())}")
     if not _profile_drives(profile, card):
         stop("nic_profile", f"profile {profile!r} has no driver for the node's {card} card "
-                            f"({' or '.join(CARD_DRIVERS[card])}): its kernel would find no "
+                            f"({' or '.join(matrix.cards()[card].drivers)}): its kernel would find no "
                             f"network and never mount its root; profiles that fit: "
                             f"{', '.join(profiles_for_card(card))}")
 

@@ -16,8 +16,8 @@ Check a written file with `dnsmasq --test --conf-file=FILE`."""
 import re
 from pathlib import Path
 
-from kernels.errors import UserError
-from kernels.paths import atomic_write_text
+from common.errors import UserError
+from common.paths import atomic_write_text
 from rootfs.cluster import Cluster
 
 # Linux interface names: at most 15 bytes (IFNAMSIZ - 1), no '/', no blanks.

@@ -9,9 +9,7 @@ used; the layout (tab-indented, aligned '=') is LTSP's own sample's.
 
 RCFILE_01 names the rc script rc.local runs from /etc/rc.d/ (LTSP 3 runs
 it without an argument; rootfs/templates/mosix.sh.in treats that as start)."""
-from pathlib import Path
 
-from kernels.paths import atomic_write_text
 from rootfs.cluster import SCREENS, Cluster, Node
 from rootfs.maps import map_path_on_node, node_ids
 from rootfs.rcscript import RC_NAME
@@ -69,8 +67,3 @@ def render_lts_conf(cluster: Cluster) -> str:
     for node in sorted(cluster.nodes, key=lambda n: n.name):
         parts.append(_node_comment(cluster, node, ids[node.name]) + _section(node.name, node_settings(node)))
     return "\n".join(parts)
-
-
-def write_lts_conf(cluster: Cluster, path: Path) -> Path:
-    atomic_write_text(Path(path), render_lts_conf(cluster))
-    return Path(path)

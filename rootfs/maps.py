@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from kernels.paths import atomic_write_text
+from common.paths import atomic_write_text
 from rootfs.cluster import Cluster
 
 MOSIX_MAP = "mosix.map"

@@ -10,13 +10,11 @@ server snippets, built into one directory:
 The tree is built in a temporary directory beside <out> and renamed into
 place: a package never picks up half an overlay or a stale file from an
 earlier cluster.  Contents are deterministic (sorted, no timestamps)."""
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from kernels.package import release_config
+from common.paths import atomic_tree
 from rootfs.cluster import Cluster, load_cluster
+from rootfs.layout import site_layout
 from rootfs.ltsconf import render_lts_conf
 from rootfs.maps import map_file_name, render_map
 from rootfs.rcscript import MFS_DIR, RC_PATH_IN_NODE_ROOT, render_rc_script
@@ -26,8 +24,8 @@ SERVER_DIR = "server"
 
 
 def node_root_prefix() -> str:
-    """Where the node root lives on an LTSP server (release.toml's layout)."""
-    return release_config()["layout"]["overlay"].strip("/")
+    """Where the node root lives on an LTSP server (configs/site.toml)."""
+    return site_layout().overlay
 
 
 def node_root_files(cluster: Cluster) -> dict[str, tuple[str, int]]:
@@ -42,17 +40,11 @@ def node_root_files(cluster: Cluster) -> dict[str, tuple[str, int]]:
 def write_overlay(cluster: Cluster, out_dir: Path) -> Path:
     """Build the overlay at out_dir (replacing what was there); returns out_dir."""
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_tree(out_dir) as work:
         node_root = work / node_root_prefix()
         _write_files(node_root, node_root_files(cluster))
         (node_root / MFS_DIR.strip("/")).mkdir(parents=True)
         _write_files(work / SERVER_DIR, server_files(cluster))
-        _replace_tree(work, out_dir)
-    finally:
-        if work.exists():
-            shutil.rmtree(work)
     return out_dir
 
 
@@ -73,14 +65,3 @@ def _write_files(root: Path, files: dict[str, tuple[str, int]]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         path.chmod(mode)
-
-
-def _replace_tree(work: Path, target: Path) -> None:
-    work.chmod(0o755)               # mkdtemp makes 0700
-    if not target.exists():
-        os.replace(work, target)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-    os.replace(target, old / "tree")
-    os.replace(work, target)
-    shutil.rmtree(old)

@@ -6,11 +6,11 @@ It lives at /etc/rc.d/<RC_NAME> in the node root, where LTSP 3's rc.local
 runs the scripts lts.conf names in RCFILE_01..10; the same script serves
 the server as /etc/init.d/<RC_NAME>.  Placeholders are @NAME@ (never $,
 which is the shell's), and a leftover one is an error, not a broken script."""
-import os
 import re
 from pathlib import Path
 
-from kernels.errors import UserError
+from common.errors import UserError
+from common.paths import atomic_write_text
 from rootfs.cluster import Cluster
 from rootfs.maps import map_path_on_node
 
@@ -47,14 +47,4 @@ def render_rc_script(cluster: Cluster, template: Path = TEMPLATE) -> str:
 def write_rc_script(cluster: Cluster, path: Path) -> Path:
     """Write the script (mode 0755) to a temporary name, then rename it:
     rc.local never finds half a script or one it may not run."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(render_rc_script(cluster))
-        tmp.chmod(0o755)
-        tmp.replace(path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write_text(Path(path), render_rc_script(cluster), mode=0o755)

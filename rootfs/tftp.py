@@ -1,6 +1,6 @@
 """The cluster's TFTP tree: one pxelinux.cfg/01-<mac> per node booting its
 own kernel variant from an NFS root.  The tree itself (layout, copies,
-atomic rename) is qemu.pxe.make_tftp_tree's; this module only says which
+atomic rename) is rootfs.pxetree.make_tftp_tree's; this module only says which
 kernel each node gets and with which command line.
 
 NFS root options per kernel (both NFSv3, which nfs-ganesha serves; it
@@ -9,14 +9,14 @@ has no NFSv2, the 2.4 default):
   2.4 default and its TCP client was still young, so `v3,udp`.
 - 6.1: mount options `vers=3,tcp` (6.1 defaults to NFS_DISABLE_UDP_SUPPORT).
 `ip=dhcp` (2.4: CONFIG_IP_PNP_DHCP) takes address and host name from dnsmasq."""
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping
 
+from common.errors import UserError
 from kernels import build
-from kernels.errors import UserError
-from qemu.pxe import PxeNode, make_tftp_tree
 from rootfs.cluster import Cluster
+from rootfs.pxetree import PxeNode, make_tftp_tree
 
 NFS_OPTIONS_24 = "v3,udp"
 NFS_OPTIONS_MODERN = "vers=3,tcp"
@@ -59,8 +59,14 @@ def write_tftp_tree(cluster: Cluster, root: Path, images: Mapping[str, BootImage
     return make_tftp_tree(Path(root), pxe_nodes(cluster, images, extra_append), default=None)
 
 
+def built_kernels(cluster: Cluster) -> dict[str, Path]:
+    """variant name -> the project's own build of it
+    (build/<line>/variants/<variant>/out/bzImage), for every variant the
+    nodes boot, whether or not it is built yet."""
+    return {node.variant_name: build.out_dir(cluster.line, node.variant) / "bzImage"
+            for node in cluster.nodes}
+
+
 def built_images(cluster: Cluster, initrd: Path) -> dict[str, BootImages]:
-    """The project's own builds: build/<line>/variants/<variant>/out/bzImage
-    for every variant the nodes boot, all with the line's node initrd."""
-    return {variant.name: BootImages(build.out_dir(cluster.line, variant) / "bzImage", Path(initrd))
-            for variant in {node.variant for node in cluster.nodes}}
+    """built_kernels(), each with the line's node initrd."""
+    return {name: BootImages(kernel, Path(initrd)) for name, kernel in built_kernels(cluster).items()}

@@ -51,6 +51,10 @@ FAKE24_LINE = textwrap.dedent("""\
     patches = "fake24"
     source_date_epoch = 1061769600
 
+    [boot]
+    memory_mb = [512, 2048, 3584]
+    extra_nics_at_mb = 512
+
     [[sources]]
     name = "linux"
     role = "kernel"
@@ -76,6 +80,14 @@ def fake24(isolated, monkeypatch):
     return make
 
 
+def project_env(**extra) -> dict:
+    """The environment of a doit run on the project's own folders: none of
+    the caller's LTSP_MOSIX_* settings, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LTSP_MOSIX_")}
+    env.update(extra)
+    return env
+
+
 def run_doit(*args, env=None, check=True, cwd=ROOT, timeout=3000):
     result = subprocess.run(DOIT + list(args), cwd=cwd, env=env or dict(os.environ),
                             capture_output=True, text=True, timeout=timeout)
@@ -89,9 +101,8 @@ def run_doit(*args, env=None, check=True, cwd=ROOT, timeout=3000):
 def kernel_61():
     """The default 6.1 variant built for real through `doit kernel:pentium`
     in the project's build dir (shared with the README's main command)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LTSP_MOSIX_")}
-    run_doit("line=linux-6.1", "kernel:pentium", env=env)
-    from kernels import paths
+    run_doit("line=linux-6.1", "kernel:pentium", env=project_env())
+    from common import paths
     image = paths.PROJECT_ROOT / "build" / "linux-6.1" / "variants" / "pentium" / "out" / "bzImage"
     assert image.is_file()
     return image
@@ -142,7 +153,7 @@ def vanilla_24_archive() -> Path:
 def vanilla_24_tree(vanilla_24_archive) -> Path:
     """The archive unpacked (safely, by the project's own unpacker) once per
     run under the build folder: the tree the local-override tests build."""
-    from kernels import paths
+    from common import paths
     from kernels.unpack import safe_extract
     return safe_extract(vanilla_24_archive, paths.build_dir() / "test-inputs" / "linux-2.4.22",
                         strip_components=1)

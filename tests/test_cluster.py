@@ -5,10 +5,9 @@ from ipaddress import IPv4Address
 
 import pytest
 
+from common.errors import UserError
 from kernels import matrix
-from kernels.errors import UserError
-from rootfs.cluster import (CARD_DRIVERS, default_cluster_path, default_nic_profile, load_cluster,
-                            profiles_for_card)
+from rootfs.cluster import default_cluster_path, default_nic_profile, load_cluster, profiles_for_card
 from tests.conftest import FIXTURES
 
 BROKEN = FIXTURES / "clusters"
@@ -38,7 +37,7 @@ def test_nic_profile_defaults_follow_the_card():
 
 
 def test_all_profile_fits_every_card_and_one_driver_profiles_only_theirs():
-    for card in CARD_DRIVERS:
+    for card in matrix.cards():
         assert "all" in profiles_for_card(card)
     assert profiles_for_card("3c590") == ["all", "3c590"]
     assert profiles_for_card("epic100") == ["all", "epic100"]

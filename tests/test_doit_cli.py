@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from common.errors import EXIT_USER_ERROR
 from tests.conftest import FAKE24_LINE, FIXTURES, run_doit
 from tests.httpserver import FileServer
 from tests.net_fixtures import make_tarball
@@ -43,7 +44,7 @@ def test_list_shows_every_task_with_a_doc(isolated):
 
 def test_unknown_line_is_a_message_listing_lines_not_a_traceback(isolated):
     result = run_doit("line=linux-9", "list", env=dict(os.environ), check=False)
-    assert result.returncode == 2
+    assert result.returncode == EXIT_USER_ERROR
     assert "unknown line 'linux-9'; valid lines: linux-2.4.22, linux-6.1" in result.stderr
     assert "Traceback" not in result.stderr
 

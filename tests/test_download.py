@@ -4,9 +4,9 @@ import os
 
 import pytest
 
+from common.errors import InfraError, VerificationError
 from kernels import hashes
 from kernels.download import download, download_from, part_path
-from kernels.errors import InfraError, VerificationError
 from tests.net_fixtures import *  # noqa: F401,F403  (file_server, closed_port_url)
 
 BODY = os.urandom(200_000)

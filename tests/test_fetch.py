@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from common.errors import InfraError, UserError, VerificationError
 from kernels import hashes
-from kernels.errors import InfraError, UserError, VerificationError
 from kernels.fetch import fetch_source, pin_source
 from kernels.sources import Signature, Source
 from tests.net_fixtures import *  # noqa: F401,F403  (file_server, gpg_keys, make_tarball, ...)

@@ -1,6 +1,6 @@
 import pytest
 
-from kernels.errors import UserError
+from common.errors import UserError
 from kernels.fragments import merge, parse_fragment, read_config_values, render
 
 

@@ -5,9 +5,9 @@ import hashlib
 
 import pytest
 
+from common.errors import UserError, VerificationError
+from common.paths import CONFIGS
 from kernels import hashes
-from kernels.errors import UserError, VerificationError
-from kernels.paths import CONFIGS
 
 DATA = b"a small source file\n" * 100
 SHA256 = hashlib.sha256(DATA).hexdigest()

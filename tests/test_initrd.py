@@ -6,10 +6,10 @@ import subprocess
 
 import pytest
 
+from common.errors import InfraError, UserError
 from initrd import build
 from initrd.build import BOOT_MARKER, compile_init, make_cpio_initrd, make_ext2_initrd
 from initrd.cpio import CpioEntry, newc_archive
-from kernels.errors import InfraError, UserError
 
 CPIO_NAMES = ["dev", "dev/console", "init", "proc", "sys"]
 

@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 
+from common.errors import VerificationError
 from kernels import hashes
-from kernels.errors import VerificationError
 from kernels.fetch import fetch_source, pin_source
 from kernels.sources import Listing, Source
 from tests.conftest import run_doit

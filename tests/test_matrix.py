@@ -1,7 +1,7 @@
 import pytest
 
+from common.errors import UserError
 from kernels import matrix
-from kernels.errors import UserError
 
 LINES = ["linux-2.4.22", "linux-6.1", "mosix-1.7.0", "openmosix-2"]
 

@@ -1,6 +1,6 @@
 """The NFS server's configuration and tool checks (qemu/nfs.py), the NFS
 node root and its init (initrd/nfsroot.py, initrd/nfsinit.c), and what the
-NFS-root runners refuse before starting anything (qemu/cluster_test.py).
+NFS-root runners refuse before starting anything (qemu/cluster_run.py).
 No daemon is started here: tests/e2e/test_nfsroot.py and test_cluster.py
 do the real thing."""
 import os
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from common.errors import InfraError, UserError
 from initrd import nfsroot
 from initrd.build import BOOT_MARKER
 from initrd.cpio import newc_archive
-from kernels.errors import InfraError, UserError
-from qemu import cluster_test, netns, nfs
+from qemu import cluster_run, netns, nfs
 from qemu.nfs import NfsServer, find_tools, render_ganesha_conf
 from rootfs.cluster import load_cluster
 
@@ -247,7 +247,7 @@ LTSP-MOSIX-BOOT-OK\r
 
 
 def test_parse_init_report():
-    report = cluster_test.parse_init_report(CONSOLE)
+    report = cluster_run.parse_init_report(CONSOLE)
     assert report.kernel_release == "6.1.192"
     assert report.host == "node02" and report.ip == "192.168.67.11" and report.device == "eth0"
     assert report.root.startswith("192.168.67.1:/opt/ltsp/i386 / nfs ")
@@ -257,7 +257,7 @@ def test_parse_init_report():
 
 
 def test_nfsroot_append():
-    assert cluster_test.nfsroot_append("10.0.2.2", "/opt/ltsp/i386") == (
+    assert cluster_run.nfsroot_append("10.0.2.2", "/opt/ltsp/i386") == (
         "console=ttyS0,115200 panic=1 rw init=/sbin/init ip=dhcp root=/dev/nfs "
         "nfsroot=10.0.2.2:/opt/ltsp/i386,vers=3,tcp")
 
@@ -267,22 +267,22 @@ def test_cluster_test_refuses_nodes_qemu_cannot_boot(tmp_path):
     no network before the root; refused before any namespace exists."""
     cluster = load_cluster().for_line("linux-6.1")
     with pytest.raises(UserError, match=r"QEMU emulates no card for node01 \(3c590\)"):
-        cluster_test.run_cluster_test(cluster, {}, tmp_path)
+        cluster_run.run_cluster_test(cluster, {}, tmp_path)
     assert not (tmp_path / "root").exists()
 
 
 def test_cluster_test_wants_a_kernel_per_variant(tmp_path):
     cluster = load_cluster().for_line("linux-6.1")
     with pytest.raises(UserError, match=r"no kernel given for variant\(s\) p4.*doit line=linux-6.1"):
-        cluster_test.run_cluster_test(cluster, {}, tmp_path, nodes=["node04"])
+        cluster_run.run_cluster_test(cluster, {}, tmp_path, nodes=["node04"])
     with pytest.raises(UserError, match="no node"):
-        cluster_test.run_cluster_test(cluster, {}, tmp_path, nodes=["nosuchnode"])
+        cluster_run.run_cluster_test(cluster, {}, tmp_path, nodes=["nosuchnode"])
 
 
 def test_cluster_test_refuses_the_24_line(tmp_path):
     cluster = load_cluster()                    # openmosix-2: ext2 initrds
     with pytest.raises(UserError, match="initramfs"):
-        cluster_test.run_cluster_test(cluster, {}, tmp_path, nodes=["node04"])
+        cluster_run.run_cluster_test(cluster, {}, tmp_path, nodes=["node04"])
 
 
 def test_namespace_commands_need_a_running_namespace():
@@ -299,9 +299,9 @@ def test_interface_names_are_checked(name):
 
 def test_boot_nfsroot_checks_its_inputs_first(tmp_path):
     with pytest.raises(UserError, match="boot path"):
-        cluster_test.boot_nfsroot(tmp_path / "bzImage", tmp_path, path="floppy")
+        cluster_run.boot_nfsroot(tmp_path / "bzImage", tmp_path, path="floppy")
     with pytest.raises(UserError, match="host name"):
-        cluster_test.boot_nfsroot(tmp_path / "bzImage", tmp_path, hostname="a,b")
+        cluster_run.boot_nfsroot(tmp_path / "bzImage", tmp_path, hostname="a,b")
     with pytest.raises(UserError, match="does not exist"):
-        cluster_test.boot_nfsroot(tmp_path / "bzImage", tmp_path)
+        cluster_run.boot_nfsroot(tmp_path / "bzImage", tmp_path)
     assert list(tmp_path.iterdir()) == []

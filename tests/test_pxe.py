@@ -3,11 +3,11 @@ import struct
 
 import pytest
 
-from kernels.errors import InfraError, UserError
-from qemu import pxe
+from common.errors import InfraError, UserError
 from qemu.hostile import INITRD_ADDR_MAX_OFFSET, make_hostile_bzimage, read_initrd_addr_max
 from qemu.patterns import classify_line
-from qemu.pxe import PxeNode, make_tftp_tree
+from rootfs import pxetree as pxe
+from rootfs.pxetree import PxeNode, make_tftp_tree
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from kernels.errors import InfraError, UserError
+from common.errors import InfraError, UserError
+from common.mac import normalise_mac
 from qemu import machine as machine_module
 from qemu.boot import BootCase, boot_once, run_matrix
-from qemu.machine import (CPU_MODELS, KERNEL_ONLY_NICS, NIC_MODELS, I386Pc, boot_nic_for,
-                          machine_for, normalise_mac)
+from qemu.machine import I386Pc, boot_nic_for, cpu_models, kernel_only_nics, machine_for, nic_models
 
 MAC = "52:54:00:aa:bb:01"
 
@@ -35,7 +35,7 @@ def _value(argv, option):
     ("pentium", "pentium", "1,sockets=1,cores=1,threads=1"),
     ("pentium_smp", "pentium", "2,sockets=2,cores=1,threads=1"),
     ("athlon", "athlon", "1,sockets=1,cores=1,threads=1"),
-    ("p4", CPU_MODELS["p4"].qemu_cpu, "1,sockets=1,cores=1,threads=1"),
+    ("p4", cpu_models()["p4"].qemu_cpu, "1,sockets=1,cores=1,threads=1"),
 ])
 def test_cpu_variants(files, variant, qemu_cpu, smp):
     kernel, initrd, _ = files
@@ -52,11 +52,11 @@ def test_pentium_gets_fxsr_for_the_pxe_firmware_only(files):
 
 
 def test_p4_model_is_a_pentium3_with_sse2_and_netburst_family():
-    cpu = CPU_MODELS["p4"].qemu_cpu
+    cpu = cpu_models()["p4"].qemu_cpu
     assert cpu.startswith("pentium3,") and "+sse2" in cpu and "family=15" in cpu
 
 
-@pytest.mark.parametrize("nic", sorted(NIC_MODELS))
+@pytest.mark.parametrize("nic", sorted(nic_models()))
 @pytest.mark.parametrize("mem", [128, 512, 3584])
 def test_pxe_command_line(files, nic, mem):
     _, _, tftp = files
@@ -125,7 +125,7 @@ def test_tftp_root_without_pxelinux_is_a_user_error(tmp_path):
 def test_unknown_nic_lists_the_valid_ones():
     with pytest.raises(UserError) as error:
         I386Pc(cpu="pentium", nic="3c905", mem_mb=512)
-    for nic in NIC_MODELS:
+    for nic in nic_models():
         assert nic in str(error.value)
 
 
@@ -155,7 +155,7 @@ def test_mac_rules():
 
 
 def test_kernel_only_nics_boot_with_e1000_firmware():
-    for nic in KERNEL_ONLY_NICS:
+    for nic in kernel_only_nics():
         model, note = boot_nic_for(nic)
         assert model == "e1000" and "driver present, no card to bind" in note
     assert boot_nic_for("ne2k_pci") == ("ne2k_pci", None)
@@ -172,8 +172,8 @@ def test_unknown_arch():
 def test_qemu_accepts_every_cpu_model_and_nic():
     """Start each CPU/NIC paused and quit at once: catches a model name or
     property this QEMU does not know, without booting anything."""
-    for cpu, path in [(c, p) for c in CPU_MODELS.values() for p in ("direct", "pxe")]:
-        for nic in NIC_MODELS:
+    for cpu, path in [(c, p) for c in cpu_models().values() for p in ("direct", "pxe")]:
+        for nic in nic_models():
             argv = ["qemu-system-i386", "-accel", "tcg", "-cpu", cpu.qemu_cpu_for(path),
                     "-smp", cpu.smp_arg, "-nodefaults", "-display", "none", "-S",
                     "-netdev", "user,id=n0,restrict=on", "-device", f"{nic},netdev=n0",

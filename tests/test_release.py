@@ -10,8 +10,13 @@ import tarfile
 
 import pytest
 
-from kernels import build, kconfig, matrix, release, tree
-from kernels.errors import UserError, VerificationError
+from common.errors import UserError, VerificationError
+from common.hashing import sha256_file
+from kernels import build, kconfig, matrix
+from qemu.bootplan import boot_results_path
+from release import publish
+from release.gates import gate_refusals
+from release.verify import verify_release
 
 
 def lay_out_variant(line, variant, *, source="verified", verdict="pass", kernel=b"HdrS-kernel"):
@@ -25,13 +30,13 @@ def lay_out_variant(line, variant, *, source="verified", verdict="pass", kernel=
               "override": None if source == "verified" else "/somewhere",
               "sources": [{"name": "linux", "file": "linux-source-6.1.tar.xz", "sha256": "ab" * 32,
                            "trust": "debian package"}],
-              "patches": [], "config_sha256": tree.sha256_file(out / "config"),
-              "bzImage": {"sha256": tree.sha256_file(out / "bzImage"), "size": 10},
+              "patches": [], "config_sha256": sha256_file(out / "config"),
+              "bzImage": {"sha256": sha256_file(out / "bzImage"), "size": 10},
               "toolchain": {"gcc": "gcc 12"}, "source_date_epoch": 1670792400}
     (out / "build.json").write_text(json.dumps(record))
     boots = [{"name": f"{variant.name}-e1000-{mem}M-pxe", "nic": "e1000", "path": "pxe", "mem_mb": mem,
               "verdict": verdict} for mem in (512, 2048, 3584)]
-    results = release.boot_results_path(line, variant)
+    results = boot_results_path(line, variant)
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps({"kernel_sha256": record["bzImage"]["sha256"], "boots": boots}))
 
@@ -62,7 +67,7 @@ def built_line(isolated):
 
 def do_release(built_line, gpg_keys, key=None):
     line, chosen, initrd, overlay = built_line
-    return release.release(line, chosen, key=key or gpg_keys.good, gnupghome=gpg_keys.home,
+    return publish.release(line, chosen, key=key or gpg_keys.good, gnupghome=gpg_keys.home,
                            initrd=initrd, overlay=overlay)
 
 
@@ -84,14 +89,14 @@ def test_release_packages_sums_signature_and_manifest(built_line, gpg_keys):
     entry = next(e for e in manifest["packages"] if e.get("variant") == "p4-epic100")
     assert entry["boot_tests"]["3584M"] == {"e1000/pxe": "pass"}
     assert entry["source_date_epoch"] == 1670792400 and len(entry["config_sha256"]) == 64
-    assert "verified" in release.verify_release(link, gpg_keys.good, gpg_keys.keys_dir)
+    assert "verified" in verify_release(link, gpg_keys.good, gpg_keys.keys_dir)
 
 
 def test_two_releases_from_the_same_builds_are_byte_identical(built_line, gpg_keys, tmp_path):
     first = do_release(built_line, gpg_keys).resolve()
     kept = tmp_path / "first"
     shutil.copytree(first, kept)
-    shutil.rmtree(release.release_root())
+    shutil.rmtree(publish.release_root())
     second = do_release(built_line, gpg_keys).resolve()
     for name in os.listdir(kept):
         if name != "SHA256SUMS.asc":      # a signature carries its own time
@@ -111,42 +116,42 @@ def test_changed_byte_in_a_package_is_caught(published, gpg_keys):
     data[len(data) // 2] ^= 0xFF
     target.write_bytes(bytes(data))
     with pytest.raises(VerificationError, match="ltsp_linux61_kernel_Pentium_6.1.192.tar.gz: sha256 .* does not match"):
-        release.verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
+        verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
 
 
 def test_removed_file_is_caught(published, gpg_keys):
     (published / "ltsp_linux61_core_6.1.192.tar.gz").unlink()
     with pytest.raises(VerificationError, match="ltsp_linux61_core_6.1.192.tar.gz is listed in SHA256SUMS but missing"):
-        release.verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
+        verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
 
 
 def test_edited_sum_line_breaks_the_signature(published, gpg_keys):
     sums = published / "SHA256SUMS"
     sums.write_text(sums.read_text().replace("0", "1", 1))
     with pytest.raises(VerificationError):
-        release.verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
+        verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
 
 
 def test_signature_by_another_key_is_refused(published, gpg_keys):
     (published / "SHA256SUMS.asc").unlink()
     gpg_keys.sign(gpg_keys.other, (published / "SHA256SUMS").read_bytes(), published / "SHA256SUMS.asc")
     with pytest.raises(VerificationError, match=gpg_keys.other):
-        release.verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
+        verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
 
 
 def test_missing_signature_and_extra_file(published, gpg_keys):
     (published / "stray.txt").write_text("not released")
     with pytest.raises(VerificationError, match="files not covered by SHA256SUMS: stray.txt"):
-        release.verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
+        verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
     (published / "SHA256SUMS.asc").unlink()
     with pytest.raises(VerificationError, match="SHA256SUMS.asc is missing"):
-        release.verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
+        verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
 
 
 def refusal(built_line, gpg_keys):
     with pytest.raises(UserError) as error:
         do_release(built_line, gpg_keys)
-    assert not release.release_root().joinpath("linux-6.1").exists()
+    assert not publish.release_root().joinpath("linux-6.1").exists()
     return str(error.value)
 
 
@@ -158,14 +163,14 @@ def test_gate_refuses_an_unverified_source(built_line, gpg_keys):
 
 def test_gate_refuses_missing_failed_or_stale_boot_tests(built_line, gpg_keys):
     line, chosen, *_ = built_line
-    release.boot_results_path(line, chosen[1]).unlink()
+    boot_results_path(line, chosen[1]).unlink()
     assert "p4-epic100: no boot test (run doit boot-test:p4-epic100)" in refusal(built_line, gpg_keys)
     lay_out_variant(line, chosen[1], verdict="hang")
     assert "p4-epic100: boot test failed: p4-epic100-e1000-512M-pxe: hang" in refusal(built_line, gpg_keys)
     lay_out_variant(line, chosen[1])
     (build.out_dir(line, chosen[1]) / "bzImage").write_bytes(b"rebuilt")
     record = json.loads((build.out_dir(line, chosen[1]) / "build.json").read_text())
-    record["bzImage"]["sha256"] = tree.sha256_file(build.out_dir(line, chosen[1]) / "bzImage")
+    record["bzImage"]["sha256"] = sha256_file(build.out_dir(line, chosen[1]) / "bzImage")
     (build.out_dir(line, chosen[1]) / "build.json").write_text(json.dumps(record))
     assert "the boot test ran on another kernel" in refusal(built_line, gpg_keys)
 
@@ -174,19 +179,19 @@ def test_gate_requires_a_relocated_high_initrd_boot_where_the_line_asks(built_li
     """A 2.4 line (high_initrd_at_mb) ships only when its 3.5 GB boot forced
     the initrd high and the kernel relocated it."""
     line, chosen, *_ = built_line
-    line = dataclasses.replace(line, high_initrd_at_mb=3584)
+    line = dataclasses.replace(line, boot=dataclasses.replace(line.boot, high_initrd_at_mb=3584))
     wanted = "no passing boot at 3584M with the initrd forced above low memory and relocated"
-    assert any(wanted in r for r in release.gate_refusals(line, chosen[:1]))
-    results = release.boot_results_path(line, chosen[0])
+    assert any(wanted in r for r in gate_refusals(line, chosen[:1]))
+    results = boot_results_path(line, chosen[0])
     record = json.loads(results.read_text())
     high = next(b for b in record["boots"] if b["mem_mb"] == 3584)
     high.update(high_initrd=True, initrd_relocated=None)          # high, but not moved
     results.write_text(json.dumps(record))
-    assert any(wanted in r for r in release.gate_refusals(line, chosen[:1]))
+    assert any(wanted in r for r in gate_refusals(line, chosen[:1]))
     high.update(initrd_relocated="0xbfee0000 -> 0x402b000")
     results.write_text(json.dumps(record))
-    assert release.gate_refusals(line, chosen[:1]) == []
-    entry = release._manifest_entry(results, line, chosen[0],
+    assert gate_refusals(line, chosen[:1]) == []
+    entry = publish._manifest_entry(results, line, chosen[0],
                                     json.loads((build.out_dir(line, chosen[0]) / "build.json").read_text()),
                                     record)
     assert entry["boot_tests"]["3584M"] == {"e1000/pxe/high-initrd": "pass"}
@@ -229,7 +234,7 @@ def test_interrupted_release_leaves_the_previous_one_intact(built_line, gpg_keys
     lay_out_variant(line, chosen[0], kernel=b"HdrS-newer-kernel")
     with pytest.raises(UserError, match="has no secret key"):
         do_release(built_line, gpg_keys, key="0" * 40)
-    after = {p.name: p.read_bytes() for p in (release.release_root() / "linux-6.1").resolve().iterdir()}
+    after = {p.name: p.read_bytes() for p in (publish.release_root() / "linux-6.1").resolve().iterdir()}
     assert after == before
-    leftovers = [p.name for p in release.release_root().iterdir() if p.name.startswith(".staging")]
+    leftovers = [p.name for p in publish.release_root().iterdir() if p.name.startswith(".staging")]
     assert leftovers == []

@@ -45,18 +45,27 @@ def test_table_is_variant_by_nic_by_memory(results):
 def test_junit_parses_and_has_one_testcase_per_boot(results):
     root = ET.fromstring(junit_xml(results))
     suite = root.find("testsuite")
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("4", "1", "1")
+    assert suite.get("name") == "linux-6.1", "the line name stays whole"
+    # a hang is the kernel's failure to conclude: <failure>, as the task says
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("4", "2", "0")
     cases = suite.findall("testcase")
     assert len(cases) == 4
     failure = cases[1].find("failure")
     assert failure.get("type") == "initrd-beyond-memory"
     assert failure.get("message") == ("initrd-beyond-memory: initrd extends beyond end of "
                                       "memory (0x7ff5c000 > 0x38000000)")
-    assert cases[2].find("error").get("type") == "timeout"
+    assert cases[2].find("failure").get("type") == "timeout"
     assert cases[0].find("failure") is None and cases[0].find("error") is None
     assert cases[0].find("system-out").text == str(results[0].log_path)
-    assert cases[0].get("classname") == "boot.linux-6.1.pentium"
+    assert cases[0].get("classname") == "pentium"
     assert cases[0].get("name") == "e1000-512M-pxe"
+
+
+def test_junit_files_an_infrastructure_failure_as_error(results):
+    results[2].verdict, results[2].kind = "fail", "qemu-no-output"
+    suite = ET.fromstring(junit_xml(results)).find("testsuite")
+    assert (suite.get("failures"), suite.get("errors")) == ("1", "1")
+    assert suite.findall("testcase")[2].find("error").get("type") == "qemu-no-output"
 
 
 def test_markdown_links_every_log_relatively(results, tmp_path):

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from common.errors import UserError
 from kernels import matrix
-from kernels.errors import UserError
-from qemu import pxe
-from rootfs import dnsmasq, ltsconf, maps, overlay, rcscript, server, tftp
+from rootfs import dnsmasq, ltsconf, maps, overlay
+from rootfs import pxetree as pxe
+from rootfs import rcscript, server, tftp
 from rootfs.cluster import load_cluster
 
 DASH = shutil.which("dash") or "/bin/dash"

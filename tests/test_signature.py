@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from kernels.errors import VerificationError
+from common.errors import VerificationError
 from kernels.signature import verify_signature
 from kernels.sources import Signature
 from tests.net_fixtures import *  # noqa: F401,F403  (gpg_keys, make_tarball, ...)

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
+from common.errors import InfraError, KernelFailure, UserError
 from kernels import matrix, toolchain
-from kernels.errors import InfraError, UserError
 from kernels.runner import run_logged
 
 
@@ -13,7 +13,9 @@ def path_without(tmp_path, missing: str) -> str:
     """A PATH of symlinks to every tool the checks look for, except one."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in set(toolchain.KBUILD_TOOLS) | set(toolchain.CML1_TOOLS) | {"sh", "ccache"}:
+    needed = {tool for line in ("linux-6.1", "linux-2.4.22")
+              for tool in toolchain.for_line(matrix.load_line(line)).tools}
+    for tool in needed | {"sh", "ccache"}:
         real = next((os.path.join(d, tool) for d in os.environ["PATH"].split(":")
                      if os.path.exists(os.path.join(d, tool))), None)
         if real and tool != missing:
@@ -55,6 +57,50 @@ def test_failed_command_reports_error_lines_and_log(tmp_path):
     assert "compiling a.c" in log.read_text()
 
 
+@pytest.mark.parametrize("output", [
+    "gcc: fatal error: Killed signal terminated program cc1",
+    "fs/nfs/write.c:1: fatal error: error writing to /tmp/ccX.s: No space left on device",
+    "cc1: out of memory allocating 65536 bytes"])
+def test_a_compiler_killed_or_a_full_disk_is_the_machines_fault(tmp_path, output):
+    with pytest.raises(InfraError, match="make bzImage failed .exit 2. .*" + output.split(":")[-1].strip()):
+        run_logged(["sh", "-c", f"echo '{output}'; exit 2"], log=tmp_path / "l", label="kernel:x",
+                   stage="make bzImage", quiet=True, error_class=KernelFailure)
+
+
+def test_a_compile_error_is_the_kernels_failure(tmp_path):
+    with pytest.raises(KernelFailure, match="a.c:3: error"):
+        run_logged(["sh", "-c", "echo 'a.c:3: error: expected ;'; exit 2"], log=tmp_path / "l",
+                   label="kernel:x", stage="make bzImage", quiet=True, error_class=KernelFailure)
+
+
+def test_a_command_killed_by_a_signal_is_the_machines_fault(tmp_path):
+    with pytest.raises(InfraError, match="killed by signal 9"):
+        run_logged(["sh", "-c", "kill -9 $$"], log=tmp_path / "l", label="kernel:x",
+                   stage="make bzImage", quiet=True, error_class=KernelFailure)
+
+
+def test_toolchains_are_data_and_a_bad_file_names_the_field(isolated):
+    chains = isolated / "configs" / "toolchains"
+    (chains / "gcc-m32.toml").write_text('make_vars = "ARCH={arch}"\n[tools]\ngcc = "gcc"\n')
+    with pytest.raises(UserError, match=r"gcc-m32.toml: field 'make_vars' must be a list"):
+        toolchain.for_line(matrix.load_line("linux-6.1"))
+    (chains / "gcc-m32.toml").write_text('make_vars = ["CC={compiler}"]\n[tools]\ngcc = "gcc"\n')
+    with pytest.raises(UserError, match=r"gcc-m32.toml: make_vars: unknown placeholder 'compiler'"):
+        toolchain.for_line(matrix.load_line("linux-6.1"))
+    (chains / "gcc-m32.toml").unlink()
+    with pytest.raises(UserError, match=r"unknown toolchain 'gcc-m32' .*known: gcc-m32-2.4"):
+        toolchain.for_line(matrix.load_line("linux-6.1"))
+
+
+def test_jobs_setting_wins_over_distcc(monkeypatch):
+    monkeypatch.setenv("DISTCC_HOSTS", "127.0.0.1/8 10.0.0.2/8")
+    monkeypatch.setenv("LTSP_MOSIX_JOBS", "3")
+    assert toolchain.parallel_jobs() == 3
+    monkeypatch.setenv("LTSP_MOSIX_JOBS", "many")
+    with pytest.raises(UserError, match="LTSP_MOSIX_JOBS='many'"):
+        toolchain.parallel_jobs()
+
+
 def test_missing_program_is_an_infra_error(tmp_path):
     with pytest.raises(InfraError, match="cannot run 'no-such-make'"):
         run_logged(["no-such-make"], log=tmp_path / "l", label="kernel:x", stage="make", quiet=True)
@@ -62,6 +108,7 @@ def test_missing_program_is_an_infra_error(tmp_path):
 
 def test_daemon_that_exits_before_ready_names_status_and_log(tmp_path):
     import subprocess
+
     from qemu.process import wait_for_daemon
     log = tmp_path / "daemon.log"
     with log.open("w") as out:
@@ -72,6 +119,7 @@ def test_daemon_that_exits_before_ready_names_status_and_log(tmp_path):
 
 def test_daemon_not_ready_in_time_is_an_infra_error(tmp_path):
     import subprocess
+
     from qemu.process import stop_process, wait_for_daemon
     proc = subprocess.Popen(["sleep", "30"])
     try:

@@ -4,8 +4,8 @@ import subprocess
 
 import pytest
 
+from common.errors import UserError
 from kernels import invariants, kconfig, tree
-from kernels.errors import UserError
 from kernels.fragments import read_config_values
 from tests.conftest import FIXTURES
 

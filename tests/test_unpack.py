@@ -4,7 +4,7 @@ import tarfile
 
 import pytest
 
-from kernels.errors import UserError
+from common.errors import UserError
 from kernels.unpack import safe_extract
 from tests.net_fixtures import make_tarball
 

@@ -14,8 +14,8 @@ from initrd.build import compile_init, make_cpio_initrd
 from qemu import boot as boot_module
 from qemu.boot import APPEND_CPIO, BootCase, boot_once, run_matrix
 from qemu.hostile import make_hostile_bzimage, read_initrd_addr_max
-from qemu.pxe import PxeNode, make_tftp_tree
 from qemu.report import write_reports
+from rootfs.pxetree import PxeNode, make_tftp_tree
 
 pytestmark = pytest.mark.e2e
 

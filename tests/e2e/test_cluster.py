@@ -1,5 +1,5 @@
 """Three Linux 6.1 nodes and their server on one virtual network, inside a
-network namespace the runner creates and removes (qemu/cluster_test.py).
+network namespace the runner creates and removes (qemu/cluster_run.py).
 
 Each node PXE-boots its own kernel (pxelinux.cfg/01-<mac>) from dnsmasq,
 mounts its root over NFS from ganesha, reports its address and sends ICMP
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from qemu.cluster_test import run_cluster_test
+from qemu.cluster_run import run_cluster_test
 from qemu.netns import namespace_exists
 from rootfs.cluster import load_cluster
 from tests.e2e.test_nfsroot import leftover_processes

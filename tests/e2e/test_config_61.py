@@ -6,8 +6,9 @@ import subprocess
 
 import pytest
 
-from kernels import kconfig, matrix, paths
-from kernels.errors import UserError
+from common import paths
+from common.errors import UserError
+from kernels import kconfig, matrix
 from kernels.fragments import read_config_values
 from tests.conftest import ROOT, run_doit
 

@@ -1,25 +1,20 @@
 """Real Linux 6.1 builds through doit: records, NIC proof, no-op speed
 path, reproducibility, distcc."""
 import json
-import os
 import shutil
 import subprocess
 import time
 
 import pytest
 
+from common.errors import EXIT_USER_ERROR
+from common.hashing import sha256_file
 from kernels import build, matrix, toolchain
 from kernels.build import nic_probes
-from tests.conftest import ROOT, run_doit
+from tests.conftest import ROOT, project_env, run_doit
 
 pytestmark = pytest.mark.e2e
 LINE_DIR = ROOT / "build" / "linux-6.1"
-
-
-def project_env(**extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LTSP_MOSIX_")}
-    env.update(extra)
-    return env
 
 
 def map_symbols(system_map):
@@ -66,14 +61,14 @@ def test_two_clean_builds_give_the_same_bzimage(kernel_61, tmp_path):
     other = tmp_path / "build"
     run_doit("kernel:pentium", env=project_env(LTSP_MOSIX_BUILD_DIR=str(other), LTSP_MOSIX_CCACHE="0"))
     second = other / "linux-6.1" / "variants" / "pentium" / "out" / "bzImage"
-    first_sha = build.sha256_file(kernel_61)
-    assert build.sha256_file(second) == first_sha
+    first_sha = sha256_file(kernel_61)
+    assert sha256_file(second) == first_sha
     print(f"two clean builds of pentium: sha256 {first_sha}")
 
 
 def test_unknown_variant_lists_the_valid_ones():
     result = run_doit("kernel:k6", env=project_env(), check=False)
-    assert result.returncode == 2
+    assert result.returncode == EXIT_USER_ERROR
     assert "unknown variant 'k6' for line linux-6.1; valid variants: athlon" in result.stderr
 
 

@@ -12,7 +12,6 @@ initrd, the series relocates it), a plain 3.5 GB PXE boot that keeps the
 initrd low, the linuxrc path and an NFS root.  With CI=true none of this
 may skip (conftest.py)."""
 import json
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -20,11 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from common import paths
+from common.hashing import sha256_file
 from initrd.build import compile_init, make_ext2_initrd
-from kernels import matrix, paths, release, tree
+from kernels import matrix, tree
 from qemu.boot import APPEND_EXT2, boot_once
+from qemu.cluster_run import boot_nfsroot
 from qemu.hostile import LOWMEM_END, make_hostile_bzimage, read_initrd_addr_max
-from tests.conftest import ROOT, VANILLA_24, VANILLA_24_SHA256, run_doit
+from release.gates import gate_refusals
+from tests.conftest import ROOT, VANILLA_24, VANILLA_24_SHA256, project_env, run_doit
 
 pytestmark = [pytest.mark.e2e, pytest.mark.linux24]
 LINE = "linux-2.4.22"
@@ -32,13 +35,9 @@ RELOCATION_PATCH = "0014-initrd-relocate-below-lowmem.patch"
 MB = 1024
 
 
-def project_env(**extra) -> dict:
-    """The environment doit runs with: none of the caller's LTSP_MOSIX_*,
-    ccache off (one cold run: ccache only costs), plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LTSP_MOSIX_")}
-    env["LTSP_MOSIX_CCACHE"] = "0"
-    env.update(extra)
-    return env
+def env24(**extra) -> dict:
+    """project_env with ccache off: one cold run, where ccache only costs."""
+    return project_env(**{"LTSP_MOSIX_CCACHE": "0", **extra})
 
 
 # -- the site: its own archive, pinned on purpose ----------------------------------------
@@ -63,7 +62,7 @@ class Site:
         return self.line_dir / "variants" / variant / "out"
 
     def env(self, **extra) -> dict:
-        return project_env(LTSP_MOSIX_CONFIGS=str(self.configs),
+        return env24(LTSP_MOSIX_CONFIGS=str(self.configs),
                            LTSP_MOSIX_BUILD_DIR=str(self.root / "build"),
                            LTSP_MOSIX_DL_DIR=str(self.root / "dl"), **extra)
 
@@ -195,7 +194,7 @@ def nic_of(variant: str) -> str:
 # -- the same tree through the local override --------------------------------------------
 
 def override_env(tree_dir: Path, **extra) -> dict:
-    return project_env(LTSP_MOSIX_OVERRIDE_LINUX_2_4_22=str(tree_dir), **extra)
+    return env24(LTSP_MOSIX_OVERRIDE_LINUX_2_4_22=str(tree_dir), **extra)
 
 
 def test_override_build_is_identical_and_refused_by_the_release(line24_built, vanilla_24_tree, tmp_path,
@@ -204,13 +203,13 @@ def test_override_build_is_identical_and_refused_by_the_release(line24_built, va
     run_doit(f"line={LINE}", "kernel:pentium_smp", env=override_env(vanilla_24_tree, LTSP_MOSIX_BUILD_DIR=str(build_dir)))
     verified = line24_built.out("pentium_smp") / "bzImage"
     override = build_dir / LINE / "variants" / "pentium_smp" / "out" / "bzImage"
-    assert tree.sha256_file(verified) == tree.sha256_file(override)
-    print(f"pentium_smp, verified archive and override tree: {tree.sha256_file(verified)}")
+    assert sha256_file(verified) == sha256_file(override)
+    print(f"pentium_smp, verified archive and override tree: {sha256_file(verified)}")
 
     monkeypatch.setenv("LTSP_MOSIX_BUILD_DIR", str(build_dir))
     monkeypatch.setenv("LTSP_MOSIX_OVERRIDE_LINUX_2_4_22", str(vanilla_24_tree))
     line = matrix.load_line(LINE)
-    refusals = release.gate_refusals(line, [line.variant("pentium_smp")])
+    refusals = gate_refusals(line, [line.variant("pentium_smp")])
     assert any(f"pentium_smp: built from an {tree.UNVERIFIED}" in r for r in refusals), refusals
 
 
@@ -303,7 +302,6 @@ def test_direct_boot_runs_the_node_init(line24_built, initrd_24, tmp_path, appen
 
 def test_nfs_root_boot_of_a_24_node(line24_built, tmp_path):
     """2.4 nodes mount their root over NFSv3/UDP from the project's ganesha."""
-    from qemu.cluster_test import boot_nfsroot
     result = boot_nfsroot(line24_built.out("pentium") / "bzImage", tmp_path, kernel_version="2.4.22")
     print(f"2.4.22 NFS-root boot: {result.verdict} in {result.seconds}s; root {result.report.root}")
     assert result.verdict == "pass" and not result.problems, (result.problems, result.log_path)

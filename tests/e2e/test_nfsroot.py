@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from initrd.nfsroot import booted_file, parse_booted
-from qemu.cluster_test import boot_nfsroot
+from qemu.cluster_run import boot_nfsroot
 from qemu.netns import namespace_exists
 
 pytestmark = pytest.mark.e2e

@@ -10,14 +10,13 @@ pxelinux asks for 01-<mac> first (01 = Ethernet ARP type), so each node
 boots its own kernel.  The tree is built in a temporary directory beside
 root and renamed into place: a TFTP server never serves half a tree."""
 import filecmp
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from kernels.errors import InfraError, UserError
-from qemu.machine import normalise_mac
+from common.errors import InfraError, UserError
+from common.mac import normalise_mac
+from common.paths import atomic_tree
 
 PXELINUX = Path("/usr/lib/PXELINUX/pxelinux.0")
 LDLINUX = Path("/usr/lib/syslinux/modules/bios/ldlinux.c32")
@@ -29,6 +28,14 @@ _PACKAGE_OF = {PXELINUX: "pxelinux", LDLINUX: "syslinux-common"}
 # read better but pxelinux 6.04 does not send SAY output to the serial port
 # (measured).
 NO_ENTRY_KERNEL = "ltsp-mosix-no-PXE-entry-for-this-node"
+
+
+def lts_path(line: str, kind: str, variant: str) -> str:
+    """Where a variant's file lies below an LTSP server's TFTP root:
+    lts/<line>/vmlinuz-<variant>, initrd-<variant>.img, System.map-<variant>,
+    config-<variant>.  The release packages use the same names."""
+    suffix = ".img" if kind == "initrd" else ""
+    return f"lts/{line}/{kind}-{variant}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -47,11 +54,11 @@ class PxeNode:
 
     @property
     def kernel_path(self) -> str:
-        return f"lts/{self.line}/vmlinuz-{self.variant}"
+        return lts_path(self.line, "vmlinuz", self.variant)
 
     @property
     def initrd_path(self) -> str:
-        return f"lts/{self.line}/initrd-{self.variant}.img"
+        return lts_path(self.line, "initrd", self.variant)
 
     @property
     def config_name(self) -> str:
@@ -145,20 +152,6 @@ def _populate(tree: Path, nodes: list[PxeNode], default: PxeNode | None) -> None
 def make_tftp_tree(root: Path, nodes: list[PxeNode], default: PxeNode | None = None) -> Path:
     """Build the TFTP root at root (replacing a previous tree there)."""
     _validate(nodes, default)
-    root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    with atomic_tree(Path(root)) as work:
         _populate(work, nodes, default)
-        work.chmod(0o755)    # mkdtemp makes 0700; a real TFTP server runs as another user
-        if root.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old.", dir=root.parent))
-            os.replace(root, old / "tree")
-            os.replace(work, root)
-            shutil.rmtree(old)
-        else:
-            os.replace(work, root)
-        return root
-    finally:
-        if work.exists():
-            shutil.rmtree(work)
+    return Path(root)

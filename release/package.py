@@ -5,20 +5,16 @@ import gzip
 import io
 import os
 import tarfile
-import tomllib
 from pathlib import Path
 
-from kernels.matrix import configs_dir
-from kernels.paths import atomic_write_bytes
-
-
-def release_config() -> dict:
-    with (configs_dir() / "release.toml").open("rb") as handle:
-        return tomllib.load(handle)
+from common.paths import atomic_write_bytes
+from kernels import matrix
 
 
 def kernel_package_name(line, variant, version: str) -> str:
-    cpu = release_config()["cpu_names"][variant.cpu]
+    """<line package_name>_kernel_<CPU package_name>[_<nic>]_<version>.tar.gz,
+    e.g. ltsp_openmosix_kernel_Pentium_SMP_2.4.22.tar.gz."""
+    cpu = matrix.cpu_spec(variant.cpu).package_name
     nic = "" if variant.name == variant.cpu else f"_{variant.nic}"
     return f"{line.package_name}_kernel_{cpu}{nic}_{version}.tar.gz"
 

@@ -33,20 +33,21 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from initrd.nfsroot import (booted_file, compile_nfsinit, done_file, make_node_root,
-                            make_nfsroot_initrd, parse_booted, parse_done)
-from kernels import build, paths
-from kernels.errors import UserError
-from kernels.paths import atomic_write_text
+from common import paths
+from common.errors import UserError
+from common.paths import atomic_write_text
+from common.records import jsonable
+from initrd.nfsroot import (booted_file, compile_nfsinit, done_file, make_nfsroot_initrd, make_node_root,
+                            parse_booted, parse_done)
 from qemu.facts import parse_boot_facts
-from qemu.machine import NIC_MODELS, machine_for
+from qemu.machine import machine_for, nic_models
 from qemu.netns import NetNamespace, remove_stale_namespaces, require_tool
 from qemu.nfs import NfsServer
 from qemu.process import die_with_parent, running, stop_process, wait_for_daemon
-from qemu.pxe import PxeNode, make_tftp_tree
-from qemu.watcher import FAIL, PASS, watch_stream
+from qemu.watcher import FAIL, PASS, clean_line, watch_stream
 from rootfs.cluster import Cluster
 from rootfs.dnsmasq import write_dnsmasq_conf
+from rootfs.pxetree import PxeNode, make_tftp_tree
 from rootfs.tftp import BootImages, nfs_options, pxe_nodes, write_tftp_tree
 
 # Kernel command line besides ip=/root=/nfsroot= (rootfs.tftp.node_append
@@ -87,7 +88,6 @@ class InitReport:
 
 
 def parse_init_report(transcript: str) -> InitReport:
-    from qemu.watcher import clean_line
     facts = parse_boot_facts(transcript)
     report = InitReport(kernel_release=facts.kernel.split()[0] if facts.kernel else None)
     for raw in transcript.splitlines():
@@ -349,14 +349,6 @@ def default_state_dir(line_name: str) -> Path:
     return paths.line_dir(line_name) / "cluster-test"
 
 
-def built_kernels(cluster: Cluster) -> dict[str, Path]:
-    """variant name -> the project's bzImage of it, for the variants the
-    cluster's nodes boot (whether or not built yet: run_cluster_test says
-    which is missing)."""
-    return {node.variant_name: build.out_dir(cluster.line, node.variant) / "bzImage"
-            for node in cluster.nodes}
-
-
 def _select_nodes(cluster: Cluster, names) -> list:
     nodes = list(cluster.nodes_by_ip())
     if names is not None:
@@ -366,11 +358,12 @@ def _select_nodes(cluster: Cluster, names) -> list:
         nodes = [n for n in nodes if n.name in set(names)]
     if not nodes:
         raise UserError(f"cluster {cluster.name}: no nodes to boot")
-    no_card = [f"{n.name} ({n.nic})" for n in nodes if n.nic not in NIC_MODELS]
+    emulated = nic_models()
+    no_card = [f"{n.name} ({n.nic})" for n in nodes if n.nic not in emulated]
     if no_card:
         raise UserError(f"QEMU emulates no card for {', '.join(no_card)}: an NFS-root node "
                         f"needs its network before its root; valid cards for the cluster "
-                        f"test: {', '.join(sorted(NIC_MODELS))}")
+                        f"test: {', '.join(sorted(emulated))}")
     return nodes
 
 
@@ -573,17 +566,8 @@ def node_line(result: NodeResult) -> str:
 
 
 def write_results(results: ClusterResults, path: Path) -> None:
-    def plain(value):
-        if dataclasses.is_dataclass(value):
-            return plain(dataclasses.asdict(value))
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        return str(value) if isinstance(value, Path) else value
-
     record = {"namespace": results.namespace, "namespace_removed": results.namespace_removed,
               "nfs_ready_seconds": results.nfs_ready_seconds, "seconds": results.seconds,
               "passed": results.passed,
-              "nodes": [dict(plain(r), passed=r.passed) for r in results]}
+              "nodes": [dict(jsonable(r), passed=r.passed) for r in results]}
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")

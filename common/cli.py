@@ -1,0 +1,103 @@
+"""How a doit run ends: each failed task reports its error as one message
+(no traceback) and doit exits with the status of the error's kind
+(common/errors.py): 1 kernel/test failure, 3 bad input, 4 infrastructure,
+5 bug.  A bug's traceback is kept in a log under the build folder.
+
+doit itself exits 1 for any failed task, so the first failure's status is
+recorded in a file named after the main doit process (actions may run in
+forked workers with `doit -n N`) and applied when that process exits."""
+import atexit
+import datetime
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from doit.exceptions import TaskFailed
+
+from common import paths
+from common.errors import EXIT_BUG, EXIT_USER_ERROR, LtspError
+
+_MAIN_PID = os.getpid()
+
+
+def _status_file() -> Path:
+    return paths.build_dir() / f".doit-exit-status-{_MAIN_PID}"
+
+
+def install() -> None:
+    """Call once, in the process that runs doit's main."""
+    _status_file().unlink(missing_ok=True)
+    atexit.register(_exit_with_recorded_status)
+
+
+def _record(status: int) -> None:
+    path = _status_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as out:
+        out.write(f"{status}\n")
+
+
+def _exit_with_recorded_status() -> None:
+    if os.getpid() != _MAIN_PID:
+        return
+    path = _status_file()
+    try:
+        statuses = [int(text) for text in path.read_text().split()]
+    except (OSError, ValueError):
+        return
+    path.unlink(missing_ok=True)
+    if statuses:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(statuses[0])       # the failure doit stopped at decides
+
+
+def action(step, *args):
+    """A doit action running step(*args): an LtspError becomes its message
+    and its kind's exit status; anything else is a bug, reported in one line
+    with its traceback kept in a log."""
+    def run():
+        try:
+            step(*args)
+        except LtspError as error:
+            _record(error.exit_status)
+            return TaskFailed(str(error))
+        except Exception as error:      # noqa: BLE001 - a bug: keep all of it, say where
+            _record(EXIT_BUG)
+            log = _write_bug_log(error)
+            return TaskFailed(f"bug: {type(error).__name__}: {error} (traceback in {log}; "
+                              f"please report it)")
+        return None
+    run.__name__ = step.__name__
+    return run
+
+
+def _write_bug_log(error: Exception) -> Path:
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    log = paths.build_dir() / "bugs" / f"{stamp}-{os.getpid()}.log"
+    text = "".join(traceback.format_exception(error))
+    paths.atomic_write_text(log, f"argv: {' '.join(sys.argv)}\n{text}")
+    return log
+
+
+def load_or_exit(load):
+    """What dodo.py loads at import (the line): a bad input ends the run at
+    once with its message and status, before doit parses the tasks."""
+    try:
+        return load()
+    except LtspError as error:
+        print(error, file=sys.stderr)
+        sys.exit(error.exit_status)
+
+
+def check_requested_variants(line, variant_tasks: tuple[str, ...], not_variants: set[str]) -> None:
+    """`doit kernel:k6` would get doit's generic "not a task" answer; name
+    the valid variants instead."""
+    valid = {v.name for v in line.variants()}
+    for arg in sys.argv[1:]:
+        task, _, variant = arg.partition(":")
+        if task in variant_tasks and variant and variant not in valid | not_variants:
+            print(f"user error: unknown variant {variant!r} for line {line.name}; "
+                  f"valid variants: {', '.join(sorted(valid))}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)

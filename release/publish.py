@@ -1,0 +1,135 @@
+"""Release a line: the gates first (release/gates.py), then deterministic
+packages laid out for an LTSP server, SHA256SUMS, a detached signature by
+the release key and manifest.json, published by an atomic symlink swap."""
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from common import paths
+from common.errors import InfraError, UserError
+from common.hashing import sha256_file
+from kernels import build
+from qemu.bootplan import boot_results_path
+from release import package
+from release.gates import gate_refusals, relocated_initrd
+from release.verify import MANIFEST, SIGNATURE, SUMS
+from rootfs.layout import site_layout
+from rootfs.pxetree import lts_path
+
+
+def release_root() -> Path:
+    return Path(os.environ.get("LTSP_MOSIX_RELEASE_DIR", paths.build_dir() / "releases")).resolve()
+
+
+def make_packages(line, variants, staging: Path, *, initrd: Path, overlay: Path | None) -> list[dict]:
+    layout = site_layout()
+    epoch = build.source_date_epoch(line)
+    entries = []
+    version = None
+    for variant in variants:
+        out = build.out_dir(line, variant)
+        record = json.loads((out / "build.json").read_text())
+        version = version or record["kernel_release"]
+        name = package.kernel_package_name(line, variant, record["kernel_release"])
+        shipped = {"vmlinuz": out / "bzImage", "System.map": out / "System.map",
+                   "config": out / "config", "initrd": initrd}
+        files = {f"{layout.tftp_root}/{lts_path(line.name, kind, variant.name)}": path
+                 for kind, path in shipped.items()}
+        package.write_tar_gz(staging / name, files, epoch)
+        entries.append(_manifest_entry(staging / name, line, variant, record,
+                                       json.loads(boot_results_path(line, variant).read_text())))
+    if overlay is not None:
+        name = package.core_package_name(line, version)
+        files = package.tree_entries(overlay, layout.overlay)
+        server = overlay.parents[2] / "server"       # snippets the server admin merges
+        if server.is_dir():
+            files.update(package.tree_entries(server, layout.server_snippets))
+        package.write_tar_gz(staging / name, files, epoch)
+        entries.append({"package": name, "sha256": sha256_file(staging / name), "line": line.name,
+                        "kind": "core", "source_date_epoch": epoch})
+    return entries
+
+
+def _manifest_entry(path: Path, line, variant, record: dict, boots: dict) -> dict:
+    verdicts, relocations = {}, {}
+    for boot in boots["boots"]:
+        how = f"{boot['nic']}/{boot['path']}" + ("/high-initrd" if boot.get("high_initrd") else "")
+        verdicts.setdefault(f"{boot['mem_mb']}M", {})[how] = boot["verdict"]
+        if moved := relocated_initrd(boot):
+            relocations[f"{boot['mem_mb']}M"] = moved
+    return {
+        "package": path.name, "sha256": sha256_file(path), "kind": "kernel",
+        "line": line.name, "variant": variant.name, "kernel_release": record["kernel_release"],
+        "sources": [{k: s[k] for k in ("name", "file", "sha256", "trust")} for s in record["sources"]],
+        "patches": record["patches"], "config_sha256": record["config_sha256"],
+        "bzImage_sha256": record["bzImage"]["sha256"],
+        "toolchain": record["toolchain"], "source_date_epoch": record["source_date_epoch"],
+        "boot_tests": verdicts,
+        "initrd_relocated": relocations,
+    }
+
+
+def write_sums(staging: Path, names: list[str]) -> Path:
+    lines = [f"{sha256_file(staging / name)}  {name}\n" for name in sorted(names)]
+    (staging / SUMS).write_text("".join(lines))
+    return staging / SUMS
+
+
+def sign(sums: Path, fingerprint: str, gnupghome: Path) -> Path:
+    """Detached ASCII-armoured signature by the release key, from the keyring
+    named explicitly (never the user's default one)."""
+    import gnupg
+    gpg = gnupg.GPG(gnupghome=str(gnupghome))
+    secret = {key["fingerprint"] for key in gpg.list_keys(secret=True)}
+    if fingerprint not in secret:
+        raise UserError(f"release key {fingerprint} has no secret key in {gnupghome}")
+    with sums.open("rb") as handle:
+        result = gpg.sign_file(handle, keyid=fingerprint, detach=True, binary=False,
+                               output=str(sums.with_name(SIGNATURE)), extra_args=["--digest-algo", "SHA256"])
+    if not result or result.fingerprint != fingerprint:
+        raise InfraError(f"gpg could not sign {sums} with {fingerprint}: {result.stderr.strip()[-300:]}")
+    return sums.with_name(SIGNATURE)
+
+
+def publish(staging: Path, line) -> Path:
+    """<root>/<line> is a symlink to a complete release directory, swapped
+    atomically: a reader sees the old release or the new one, never half."""
+    root = release_root()
+    digest = hashlib.sha256((staging / SUMS).read_bytes()).hexdigest()[:16]
+    final = root / f".{line.name}-{digest}"
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    link = root / line.name
+    if link.exists() and not link.is_symlink():
+        raise UserError(f"{link} exists and is not a release link: move it away")
+    old = link.resolve() if link.is_symlink() else None
+    tmp_link = root / f".{line.name}.link-{os.getpid()}"
+    tmp_link.symlink_to(final.name)
+    os.replace(tmp_link, link)
+    if old and old != final and old.exists():
+        shutil.rmtree(old)
+    return link
+
+
+def release(line, variants, *, key: str, gnupghome: Path, initrd: Path, overlay: Path | None) -> Path:
+    refusals = gate_refusals(line, variants)
+    if refusals:
+        raise UserError(f"release of {line.name} refused:\n" + "\n".join(f"  - {r}" for r in refusals))
+    root = release_root()
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".staging-{line.name}-", dir=root))
+    try:
+        entries = make_packages(line, variants, staging, initrd=initrd, overlay=overlay)
+        manifest = {"line": line.name, "description": line.description,
+                    "source_date_epoch": build.source_date_epoch(line),
+                    "packages": sorted(entries, key=lambda e: e["package"])}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        sums = write_sums(staging, [e["package"] for e in entries] + [MANIFEST])
+        sign(sums, key, gnupghome)
+        return publish(staging, line)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,37 @@
+"""Task bodies of the release stage (doit release, verify-release): one
+function each, so dodo.py stays a task graph only."""
+from pathlib import Path
+
+from common import paths
+from common.errors import UserError
+from common.paths import configs_dir
+from initrd.tasks import initrd_path
+from release import publish
+from release.verify import verify_release as verify_directory
+from rootfs import overlay
+
+
+def selected_variants(line, names: str) -> list:
+    """`variants=pentium,p4` on the command line; all of the line's otherwise."""
+    if not names:
+        return line.variants()
+    return [line.variant(name.strip()) for name in names.split(",") if name.strip()]
+
+
+def release_line(line, variant_names: str, key: str, keyring: str) -> None:
+    if not key or not keyring:
+        raise UserError("release needs the signing key: doit release key=FINGERPRINT keyring=GNUPGHOME "
+                        "(or LTSP_MOSIX_RELEASE_KEY / LTSP_MOSIX_RELEASE_KEYRING); the default keyring is never used")
+    core = overlay.build_for_release(line, paths.line_dir(line.name) / "overlay")
+    link = publish.release(line, selected_variants(line, variant_names), key=key.replace(" ", "").upper(),
+                           gnupghome=Path(keyring), initrd=initrd_path(line), overlay=core)
+    for path in sorted(link.resolve().iterdir()):
+        print(f"  {path.stat().st_size:>10}  {path.name}")
+    print(f"[release {line.name}] published {link} -> {link.resolve().name}", flush=True)
+
+
+def verify_release(directory: str, key: str, keys: str) -> None:
+    if not directory or not key:
+        raise UserError("verify-release needs dir=RELEASE_DIR key=FINGERPRINT [keys=DIR with <FPR>.asc]")
+    keys_path = Path(keys) if keys else configs_dir() / "keys"
+    print(verify_directory(Path(directory), key.replace(" ", "").upper(), keys_path), flush=True)
