@@ -2,6 +2,9 @@
 (no traceback) and doit exits with the status of the error's kind
 (common/errors.py): 1 kernel/test failure, 3 bad input, 4 infrastructure,
 5 bug.  A bug's traceback is kept in a log under the build folder.
+SIGINT and SIGTERM end the running task through the code's own cleanup
+(make's process group stopped, QEMU reaped, namespaces removed) with one
+line and status 130 or 143.
 
 doit itself exits 1 for any failed task, so the first failure's status is
 recorded in a file named after the main doit process (actions may run in
@@ -9,6 +12,7 @@ forked workers with `doit -n N`) and applied when that process exits."""
 import atexit
 import datetime
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -25,10 +29,22 @@ def _status_file() -> Path:
     return paths.build_dir() / f".doit-exit-status-{_MAIN_PID}"
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, as Ctrl-C raises KeyboardInterrupt,
+    so every `finally` and `except KeyboardInterrupt` cleans up for both."""
+
+    signum = signal.SIGTERM
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted()
+
+
 def install() -> None:
     """Call once, in the process that runs doit's main."""
     _status_file().unlink(missing_ok=True)
     atexit.register(_exit_with_recorded_status)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
 
 
 def _record(status: int) -> None:
@@ -63,6 +79,11 @@ def action(step, *args):
         except LtspError as error:
             _record(error.exit_status)
             return TaskFailed(str(error))
+        except KeyboardInterrupt as interrupt:
+            signum = getattr(interrupt, "signum", signal.SIGINT)
+            _record(128 + signum)
+            return TaskFailed(f"interrupted by {signal.Signals(signum).name}: {step.__name__} stopped, "
+                              f"its children stopped and reaped")
         except Exception as error:      # noqa: BLE001 - a bug: keep all of it, say where
             _record(EXIT_BUG)
             log = _write_bug_log(error)

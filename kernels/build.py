@@ -53,20 +53,26 @@ def build(line, variant) -> dict:
     log.write_text("")
     env = reproducible_env(line)
     jobs = f"-j{toolchain.parallel_jobs()}"
-    objdir = tree.object_dir(line, variant)
+    objdir = tree.recovered_object_dir(line, variant, label)
     _install_config(line, variant, objdir)
     if line.config_system == "cml1":
         _seed_version_counter(objdir)
+    marker = objdir / tree.RUNNING_MARKER
+    marker.write_text("")           # its mtime: anything newer is this run's output
     start = time.monotonic()
     stages = ["dep", "bzImage"] if line.config_system == "cml1" else ["bzImage"]
     if read_config_values(objdir / ".config").get("CONFIG_MODULES") == "y":
         stages.append("modules")
     for stage in stages:
         run_logged(kconfig.make_argv(line, variant, jobs, stage), cwd=objdir, env=env, log=log,
-                   label=label, stage=f"make {stage}", error_class=KernelFailure)
+                   label=label, stage=f"make {stage}", error_class=KernelFailure,
+                   on_start=lambda process: tree.note_build_group(marker, process.pid))
     seconds = round(time.monotonic() - start, 1)
     verify_nic_drivers(variant, objdir / ".config", objdir / "System.map")
-    return _collect(line, variant, objdir, log, seconds, chain)
+    verify_builtin_code(variant, objdir / ".config", objdir / "System.map")
+    record = _collect(line, variant, objdir, log, seconds, chain)
+    marker.unlink()
+    return record
 
 
 def _install_config(line, variant, objdir: Path) -> None:
@@ -107,6 +113,25 @@ def verify_nic_drivers(variant, config: Path, system_map: Path) -> dict[str, boo
     if wrong:
         raise KernelFailure(f"kernel:{variant.name}: NIC drivers do not match the config\n" + "\n".join(wrong))
     return found
+
+
+def builtin_symbols() -> dict[str, list[str]]:
+    path = configs_dir() / "builtin-symbols.toml"
+    return require(read_toml(path), "options", dict, path)
+
+
+def verify_builtin_code(variant, config: Path, system_map: Path) -> None:
+    """Every option of configs/builtin-symbols.toml that the config builds
+    in has one of its symbols in System.map: a kernel never ships with less
+    code than its config asks for."""
+    values = read_config_values(config)
+    symbols = {line.split()[-1] for line in system_map.read_text().splitlines() if line.strip()}
+    missing = [f"  {option}=y but none of {', '.join(wanted)} is in System.map"
+               for option, wanted in builtin_symbols().items()
+               if values.get(option) == "y" and not symbols.intersection(wanted)]
+    if missing:
+        raise KernelFailure(f"kernel:{variant.name}: the kernel lacks code its config builds in (an "
+                            f"object missing from the link?)\n" + "\n".join(missing))
 
 
 def _collect(line, variant, objdir: Path, log: Path, seconds: float, chain) -> dict:

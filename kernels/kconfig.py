@@ -37,7 +37,7 @@ def configure(line, variant) -> Path:
     """Write the final .config into the object dir and a copy to
     build/<line>/variants/<variant>/config; return the copy's path."""
     requested = requested_options(line, variant)
-    objdir = tree.object_dir(line, variant)
+    objdir = tree.recovered_object_dir(line, variant, f"config:{variant.name}")
     objdir.mkdir(parents=True, exist_ok=True)
     log = paths.variant_dir(line.name, variant.name) / "config.log"
     log.write_text("")

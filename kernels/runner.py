@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from common.errors import InfraError, UserError
+from common.procs import group_alive, own_group_dying_with_parent, stop_group
 
 PROGRESS_EVERY = 10.0   # seconds between progress lines
 ERROR_WORDS = ("error", "Error", "ERROR", "failed", "FAILED", "No rule", "undefined reference")
@@ -20,28 +21,41 @@ MACHINE_FAULTS = ("Killed signal terminated program", "killed by signal", "inter
 
 def run_logged(argv: list[str], *, log: Path, label: str, stage: str, cwd: Path | None = None,
                env: dict | None = None, stdin=subprocess.DEVNULL, quiet: bool = False,
-               error_class=UserError) -> float:
-    """Run argv; append its output to `log`; return elapsed seconds."""
+               error_class=UserError, on_start=None) -> float:
+    """Run argv; append its output to `log`; return elapsed seconds.
+
+    The command leads its own process group and dies with us: whatever
+    ends this call early (Ctrl-C, SIGTERM, an exception) stops the whole
+    group - make and every compiler it started - before returning.
+    on_start(process) runs once it is started (e.g. to record its group)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     last_print = start
     tail: list[str] = []
     try:
         process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, errors="replace")
+                                   stderr=subprocess.STDOUT, text=True, errors="replace",
+                                   preexec_fn=own_group_dying_with_parent)
     except FileNotFoundError:
         raise InfraError(f"{label}: cannot run {argv[0]!r}: not installed") from None
-    with log.open("a") as out:
-        out.write(f"$ {' '.join(argv)}\n")
-        for line in process.stdout:
-            out.write(line)
-            tail = (tail + [line.rstrip()])[-200:]
-            now = time.monotonic()
-            if not quiet and now - last_print >= PROGRESS_EVERY:
-                _progress(label, stage, now - start, line.strip())
-                last_print = now
-        code = process.wait()
-        out.write(f"# exit {code} after {time.monotonic() - start:.1f}s\n")
+    try:
+        if on_start:
+            on_start(process)
+        with log.open("a") as out:
+            out.write(f"$ {' '.join(argv)}\n")
+            for line in process.stdout:
+                out.write(line)
+                tail = (tail + [line.rstrip()])[-200:]
+                now = time.monotonic()
+                if not quiet and now - last_print >= PROGRESS_EVERY:
+                    _progress(label, stage, now - start, line.strip())
+                    last_print = now
+            code = process.wait()
+            out.write(f"# exit {code} after {time.monotonic() - start:.1f}s\n")
+    finally:
+        if process.poll() is None or group_alive(process.pid):
+            stop_group(process)
+        process.stdout.close()
     elapsed = time.monotonic() - start
     if code != 0:
         fault = machine_fault(code, tail)

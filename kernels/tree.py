@@ -15,6 +15,7 @@ from pathlib import Path
 from common import paths
 from common.errors import UserError
 from common.hashing import sha256_file
+from common.procs import kill_group
 from kernels.runner import run_logged
 from kernels.unpack import safe_extract
 
@@ -92,6 +93,9 @@ def prepare(line, *, fetched: dict | None = None, log: Path | None = None) -> Pr
     log.write_text("")
     override = override_dir(line)
     patches = series(line)
+    # From here until the new stamp is written, src/ may be half replaced:
+    # without a stamp, no later step (or doit) takes it as prepared.
+    stamp_path(line).unlink(missing_ok=True)
     staging = paths.line_dir(line.name) / "src.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     try:
@@ -194,6 +198,7 @@ def variant_tree(line, variant) -> Path:
     source_id = stamp_path(line).read_text()
     if tree.is_dir() and stamp.is_file() and stamp.read_text() == source_id:
         return tree
+    stamp.unlink(missing_ok=True)       # a copy cut short must not pass for complete
     shutil.rmtree(tree, ignore_errors=True)
     tree.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["cp", "-al", str(src_dir(line)), str(tree)], check=True)
@@ -206,3 +211,63 @@ def object_dir(line, variant) -> Path:
     if line.config_system == "kconfig":
         return paths.variant_dir(line.name, variant.name) / "obj"
     return variant_tree(line, variant)
+
+
+# Present in the object dir while make runs; it outlives a killed build.
+# Its mtime is when the run began; it holds make's process group.
+RUNNING_MARKER = ".ltsp-mosix-build-running"
+
+
+def note_build_group(marker: Path, pgid: int) -> None:
+    """Record make's process group in the marker, keeping its mtime."""
+    stat = marker.stat()
+    marker.write_text(f"{pgid}\n")
+    os.utime(marker, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def recovered_object_dir(line, variant, label: str) -> Path:
+    """The object dir, safe to write in (the config step and the build both
+    start here: doit forgets what a killed run finished, so a config step
+    may run again over an interrupted build).  If the previous build did not
+    finish (the marker is still there), first stop what is left of it (a
+    compiler orphaned by a SIGKILL can still be writing), then remove every
+    file it wrote (newer than the marker: 2.4's make takes a half-written or
+    empty object as up to date) and every empty object; older, complete
+    objects stay.  A 2.4 tree also holds the sources, which its make
+    touches (mkdep's .hdepend rules): a file the pristine src/ also has is
+    a source and stays."""
+    objdir = object_dir(line, variant)
+    marker = objdir / RUNNING_MARKER
+    if not marker.is_file():
+        return objdir
+    text = marker.read_text().strip()
+    if text.isdigit():
+        kill_group(int(text))
+    newer, empty = _files_written_since(objdir, marker.stat().st_mtime_ns)
+    if line.config_system == "cml1":
+        sources = src_dir(line)
+        newer = [path for path in newer if not (sources / path.relative_to(objdir)).exists()]
+    for path in newer + empty:
+        path.unlink(missing_ok=True)
+    marker.unlink()
+    print(f"[{label}] previous build was interrupted: removed {len(newer)} files it wrote "
+          f"and {len(empty)} empty objects; make rebuilds them", flush=True)
+    return objdir
+
+
+def _files_written_since(root: Path, since_ns: int) -> tuple[list[Path], list[Path]]:
+    """(regular files with mtime >= since_ns, other empty *.o files); the
+    marker itself and symlinks are left out."""
+    newer, empty = [], []
+    stack = [root]
+    while stack:
+        for entry in os.scandir(stack.pop()):
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False) and entry.name != RUNNING_MARKER:
+                stat = entry.stat(follow_symlinks=False)
+                if stat.st_mtime_ns >= since_ns:
+                    newer.append(Path(entry.path))
+                elif stat.st_size == 0 and entry.name.endswith(".o"):
+                    empty.append(Path(entry.path))
+    return newer, empty

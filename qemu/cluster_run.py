@@ -43,7 +43,8 @@ from qemu.facts import parse_boot_facts
 from qemu.machine import machine_for, nic_models
 from qemu.netns import NetNamespace, remove_stale_namespaces, require_tool
 from qemu.nfs import NfsServer
-from qemu.process import die_with_parent, running, stop_process, wait_for_daemon
+from common.procs import die_with_parent
+from qemu.process import running, stop_process, wait_for_daemon
 from qemu.watcher import FAIL, PASS, clean_line, watch_stream
 from rootfs.cluster import Cluster
 from rootfs.dnsmasq import write_dnsmasq_conf

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from common.errors import InfraError, UserError
-from qemu.process import die_with_parent
+from common.procs import die_with_parent
 
 NAME_PREFIX = "ltspm"
 NETNS_DIR = Path("/run/netns")

@@ -30,7 +30,8 @@ from pathlib import Path
 from common.errors import InfraError, UserError
 from common.paths import atomic_write_text
 from qemu.netns import NetNamespace, require_tool
-from qemu.process import die_with_parent, stop_process, wait_for_daemon
+from common.procs import die_with_parent
+from qemu.process import stop_process, wait_for_daemon
 
 # Everything the NFS server needs, for setup.sh and for error messages.
 REQUIRED_PACKAGES = ("nfs-ganesha", "nfs-ganesha-vfs", "rpcbind")

@@ -6,7 +6,6 @@ Three layers, because an orphan QEMU burns a shared core for minutes:
   2. PR_SET_PDEATHSIG, so the kernel SIGKILLs QEMU if this Python process
      dies without running `finally` (SIGKILL, crash);
   3. QEMU's own -no-reboot, so a node that reboots ends the VM."""
-import ctypes
 import signal
 import subprocess
 import time
@@ -17,19 +16,10 @@ from typing import Iterator
 import pexpect
 
 from common.errors import InfraError
+from common.procs import die_with_parent
 
-_PR_SET_PDEATHSIG = 1
 STOP_SECONDS = 10.0         # measured: ganesha exits ~1 s after SIGTERM
 LOG_TAIL_LINES = 15
-
-
-def die_with_parent() -> None:
-    """Runs in the forked child before exec."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except OSError:    # not Linux: layers 1 and 3 still hold
-        pass
 
 
 def kill_and_reap(child: pexpect.spawn) -> None:

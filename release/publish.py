@@ -4,6 +4,7 @@ the release key and manifest.json, published by an atomic symlink swap."""
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -96,23 +97,69 @@ def sign(sums: Path, fingerprint: str, gnupghome: Path) -> Path:
 
 def publish(staging: Path, line) -> Path:
     """<root>/<line> is a symlink to a complete release directory, swapped
-    atomically: a reader sees the old release or the new one, never half."""
+    atomically: a reader sees the old release or the new one, never half.
+    The directory is named by its SHA256SUMS, so the same content is the
+    same directory: republishing it only re-points the link.  Nothing the
+    link points at is removed before the swap; other releases of the line
+    are removed after it."""
     root = release_root()
     digest = hashlib.sha256((staging / SUMS).read_bytes()).hexdigest()[:16]
     final = root / f".{line.name}-{digest}"
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(staging, final)
     link = root / line.name
     if link.exists() and not link.is_symlink():
         raise UserError(f"{link} exists and is not a release link: move it away")
-    old = link.resolve() if link.is_symlink() else None
+    if not final.is_dir():
+        _make_readable_and_durable(staging)
+        os.replace(staging, final)
+        _fsync_dir(root)
     tmp_link = root / f".{line.name}.link-{os.getpid()}"
+    tmp_link.unlink(missing_ok=True)
     tmp_link.symlink_to(final.name)
     os.replace(tmp_link, link)
-    if old and old != final and old.exists():
-        shutil.rmtree(old)
+    _fsync_dir(root)
+    mine = re.compile(rf"^\.{re.escape(line.name)}-[0-9a-f]{{16}}$")
+    for other in root.iterdir():
+        if other != final and mine.match(other.name) and not other.is_symlink():
+            shutil.rmtree(other)
     return link
+
+
+def _make_readable_and_durable(tree: Path) -> None:
+    """Whatever the umask or mkdtemp's 0700: folders 0755, files 0644, so a
+    web server or rsync running as another user can serve the release; and
+    every byte on disk before the rename makes it live."""
+    tree.chmod(0o755)
+    for path in sorted(tree.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+    _fsync_dir(tree)
+
+
+def _fsync_dir(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def remove_debris(root: Path, line) -> list[str]:
+    """What interrupted releases of the line left in the release folder:
+    staging folders of processes that are gone, temporary links."""
+    removed = []
+    for path in root.glob(f".staging-{line.name}-*"):
+        pid = path.name[len(f".staging-{line.name}-"):].split("-")[0]
+        if not (pid.isdigit() and Path(f"/proc/{pid}").exists()):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    for path in root.glob(f".{line.name}.link-*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if not (pid.isdigit() and Path(f"/proc/{pid}").exists()):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
 
 
 def release(line, variants, *, key: str, gnupghome: Path, initrd: Path, overlay: Path | None) -> Path:
@@ -121,7 +168,9 @@ def release(line, variants, *, key: str, gnupghome: Path, initrd: Path, overlay:
         raise UserError(f"release of {line.name} refused:\n" + "\n".join(f"  - {r}" for r in refusals))
     root = release_root()
     root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".staging-{line.name}-", dir=root))
+    if removed := remove_debris(root, line):
+        print(f"[release {line.name}] removed what interrupted releases left: {', '.join(removed)}")
+    staging = Path(tempfile.mkdtemp(prefix=f".staging-{line.name}-{os.getpid()}-", dir=root))
     try:
         entries = make_packages(line, variants, staging, initrd=initrd, overlay=overlay)
         manifest = {"line": line.name, "description": line.description,

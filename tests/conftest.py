@@ -97,6 +97,48 @@ def run_doit(*args, env=None, check=True, cwd=ROOT, timeout=3000):
     return result
 
 
+def run_doit_killed(*args, env, kill_when, poll=0.02, timeout=900, sig=None) -> str:
+    """Start doit in a session of its own and send its process group `sig`
+    (default SIGKILL, as an operator's kill -9 or a power cut) as soon as
+    kill_when(seconds) is true.  Returns "killed at N.Ns" or "finished
+    first"; with another signal, also the exit status and the output:
+    see interrupt_doit."""
+    return interrupt_doit(*args, env=env, kill_when=kill_when, poll=poll, timeout=timeout,
+                          sig=sig)[0]
+
+
+def interrupt_doit(*args, env, kill_when, poll=0.02, timeout=900, sig=None):
+    """(outcome, exit status, output) of a doit run signalled as above."""
+    import signal
+    import tempfile
+    import time
+    sig = sig or signal.SIGKILL
+    with tempfile.TemporaryFile() as output:
+        proc = subprocess.Popen(DOIT + list(args), cwd=ROOT, env=env, start_new_session=True,
+                                stdout=output, stderr=subprocess.STDOUT)
+        start = time.monotonic()
+        outcome = "finished first"
+        try:
+            while proc.poll() is None:
+                elapsed = time.monotonic() - start
+                if kill_when(elapsed):
+                    os.killpg(proc.pid, sig)
+                    outcome = f"{signal.Signals(sig).name} at {elapsed:.1f}s"
+                    if sig == signal.SIGKILL:
+                        outcome = f"killed at {elapsed:.1f}s"
+                    proc.wait(timeout=60)
+                    break
+                if elapsed > timeout:
+                    raise AssertionError(f"doit {' '.join(args)} still running after {timeout}s")
+                time.sleep(poll)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        output.seek(0)
+        return outcome, proc.returncode, output.read().decode(errors="replace")
+
+
 @pytest.fixture(scope="session")
 def kernel_61():
     """The default 6.1 variant built for real through `doit kernel:pentium`

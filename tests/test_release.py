@@ -238,3 +238,42 @@ def test_interrupted_release_leaves_the_previous_one_intact(built_line, gpg_keys
     assert after == before
     leftovers = [p.name for p in publish.release_root().iterdir() if p.name.startswith(".staging")]
     assert leftovers == []
+
+
+def test_published_release_is_world_readable_whatever_the_umask(built_line, gpg_keys):
+    old = os.umask(0o077)
+    try:
+        link = do_release(built_line, gpg_keys)
+    finally:
+        os.umask(old)
+    folder = link.resolve()
+    assert folder.stat().st_mode & 0o777 == 0o755
+    assert {p.stat().st_mode & 0o777 for p in folder.iterdir()} == {0o644}
+
+
+def test_republishing_the_same_content_keeps_the_live_release(built_line, gpg_keys, monkeypatch):
+    """The same content is the same folder: it is never removed, only the
+    link is set again, so no instant exists where the link points nowhere."""
+    first = do_release(built_line, gpg_keys).resolve()
+    inode = first.stat().st_ino
+    removed = []
+    real_rmtree = shutil.rmtree
+    monkeypatch.setattr(shutil, "rmtree", lambda path, *a, **k: (removed.append(str(path)),
+                                                                  real_rmtree(path, *a, **k)))
+    second = do_release(built_line, gpg_keys).resolve()
+    assert second == first and second.stat().st_ino == inode
+    assert str(first) not in removed
+    assert "files verified" in verify_release(second.parent / "linux-6.1", gpg_keys.good, gpg_keys.keys_dir)
+
+
+def test_debris_of_killed_releases_is_cleaned_by_the_next(built_line, gpg_keys):
+    root = publish.release_root()
+    root.mkdir(parents=True)
+    dead = root / ".staging-linux-6.1-999999999-abcd"      # no such pid
+    (dead / "half").mkdir(parents=True)
+    (root / ".linux-6.1.link-999999999").symlink_to("nowhere")
+    alive = root / f".staging-linux-6.1-{os.getpid()}-efgh"  # a release running now
+    alive.mkdir()
+    do_release(built_line, gpg_keys)
+    left = sorted(p.name for p in root.iterdir() if p.name.startswith("."))
+    assert left == sorted([alive.name, (root / "linux-6.1").resolve().name])

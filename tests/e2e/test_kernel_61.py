@@ -11,7 +11,7 @@ from common.errors import EXIT_USER_ERROR
 from common.hashing import sha256_file
 from kernels import build, matrix, toolchain
 from kernels.build import nic_probes
-from tests.conftest import ROOT, project_env, run_doit
+from tests.conftest import ROOT, project_env, run_doit, run_doit_killed
 
 pytestmark = pytest.mark.e2e
 LINE_DIR = ROOT / "build" / "linux-6.1"
@@ -111,3 +111,32 @@ def test_distcc_compiles_kernel_objects_on_a_real_distccd(kernel_61, tmp_path, m
         daemon.terminate()
         daemon.wait(timeout=10)
         log_handle.close()
+
+
+def test_a_61_build_killed_anywhere_reruns_to_the_same_bytes(kernel_61):
+    """The objects of net/ and fs/ removed, then `doit kernel:pentium` (real
+    compiles: CCACHE_DISABLE, the same command lines) killed -9 with its
+    process group when af_packet.o appears and at two times, then run to
+    the end: the same bzImage as the uninterrupted build."""
+    reference = sha256_file(kernel_61)
+    objdir = LINE_DIR / "variants" / "pentium" / "obj"
+    for folder in ("net", "fs"):
+        shutil.rmtree(objdir / folder)
+    env = project_env(CCACHE_DISABLE="1")
+    points = {
+        "when net/packet/af_packet.o appears": lambda t: (objdir / "net/packet/af_packet.o").exists(),
+        "3 s": lambda t: t >= 3,
+        "10 s": lambda t: t >= 10,
+    }
+    outcomes = {}
+    for name, when in points.items():
+        run_doit("forget", "kernel:pentium", env=env)
+        outcomes[name] = run_doit_killed("kernel:pentium", env=env, kill_when=when)
+    run_doit("forget", "kernel:pentium", env=env)
+    final = run_doit("kernel:pentium", env=env)
+    for name, outcome in outcomes.items():
+        print(f"kill point {name}: {outcome}")
+    assert sum(o.startswith("killed") for o in outcomes.values()) >= 2, outcomes
+    assert "previous build was interrupted" in final.stdout + final.stderr
+    assert sha256_file(kernel_61) == reference
+    assert "packet_init" in map_symbols(kernel_61.parent / "System.map")

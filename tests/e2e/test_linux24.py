@@ -12,8 +12,11 @@ initrd, the series relocates it), a plain 3.5 GB PXE boot that keeps the
 initrd low, the linuxrc path and an NFS root.  With CI=true none of this
 may skip (conftest.py)."""
 import json
+import os
 import re
 import shutil
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +30,8 @@ from qemu.boot import APPEND_EXT2, boot_once
 from qemu.cluster_run import boot_nfsroot
 from qemu.hostile import LOWMEM_END, make_hostile_bzimage, read_initrd_addr_max
 from release.gates import gate_refusals
-from tests.conftest import ROOT, VANILLA_24, VANILLA_24_SHA256, project_env, run_doit
+from tests.conftest import (ROOT, VANILLA_24, VANILLA_24_SHA256, interrupt_doit, project_env, run_doit,
+                            run_doit_killed)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.linux24]
 LINE = "linux-2.4.22"
@@ -305,3 +309,106 @@ def test_nfs_root_boot_of_a_24_node(line24_built, tmp_path):
     result = boot_nfsroot(line24_built.out("pentium") / "bzImage", tmp_path, kernel_version="2.4.22")
     print(f"2.4.22 NFS-root boot: {result.verdict} in {result.seconds}s; root {result.report.root}")
     assert result.verdict == "pass" and not result.problems, (result.problems, result.log_path)
+
+
+# -- killed anywhere ----------------------------------------------------------------------
+
+def test_a_24_build_killed_anywhere_reruns_to_the_same_bytes(line24_built, vanilla_24_tree, tmp_path):
+    """kill -9 of the whole doit process group: while the tree is copied,
+    at the moment af_packet.o appears (the object 2.4's make once took as
+    complete when half-written), and at two times; then the same command
+    to the end.  The bzImage is the uninterrupted build's, byte for byte."""
+    env = override_env(vanilla_24_tree, LTSP_MOSIX_BUILD_DIR=str(tmp_path / "b"))
+    tree_dir = tmp_path / "b" / LINE / "variants" / "pentium" / "tree"
+    points = {
+        "1.5 s (prepare copying the tree)": lambda t: t >= 1.5,
+        "when net/packet/af_packet.o appears": lambda t: (tree_dir / "net/packet/af_packet.o").exists(),
+        "8 s": lambda t: t >= 8,
+        "18 s": lambda t: t >= 18,
+    }
+    outcomes = {name: run_doit_killed(f"line={LINE}", "kernel:pentium", env=env, kill_when=when)
+                for name, when in points.items()}
+    final = run_doit(f"line={LINE}", "kernel:pentium", env=env)
+    for name, outcome in outcomes.items():
+        print(f"kill point {name}: {outcome}")
+    assert sum(o.startswith("killed") for o in outcomes.values()) >= 3, outcomes
+    out = tmp_path / "b" / LINE / "variants" / "pentium" / "out"
+    assert sha256_file(out / "bzImage") == sha256_file(line24_built.out("pentium") / "bzImage")
+    assert " packet_init" in (out / "System.map").read_text()
+    assert "previous build was interrupted" in final.stdout + final.stderr
+    assert not list(tree_dir.rglob(".ltsp-mosix-build-running"))
+
+
+def test_boot_test_killed_leaves_no_qemu_and_reruns(line24_booted):
+    line24_booted.doit("forget", "boot-test:pentium")
+    outcome = run_doit_killed(f"line={LINE}", "boot-test:pentium", env=line24_booted.env(),
+                              kill_when=lambda t: t >= 4)
+    print(f"boot-test:pentium {outcome}")
+    deadline = time.monotonic() + 5
+    while qemu_of(f"ltsp-mosix-{LINE}-pentium-") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert qemu_of(f"ltsp-mosix-{LINE}-pentium-") == [], "QEMU outlived its killed parent"
+    rerun = line24_booted.doit("boot-test:pentium")
+    assert "6 boots: 6 pass" in rerun.stdout, rerun.stdout[-2000:]
+
+
+def qemu_of(prefix: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(arg.startswith(prefix.encode()) for arg in argv) and b"qemu" in argv[0]:
+                found.append(int(proc.name))
+    return found
+
+
+def test_release_killed_anywhere_keeps_a_whole_readable_release(line24_booted, gpg_keys, tmp_path):
+    """Releases of the same content killed at five instants: the live link
+    always verifies, the next release leaves no debris and the same
+    SHA256SUMS, and everything published is world-readable."""
+    releases = tmp_path / "releases"
+    args = ("release", f"key={gpg_keys.good}", f"keyring={gpg_keys.home}")
+    env = line24_booted.env(LTSP_MOSIX_RELEASE_DIR=str(releases))
+    line24_booted.doit(*args, LTSP_MOSIX_RELEASE_DIR=str(releases))
+    live = releases / LINE
+    sums = (live / "SHA256SUMS").read_text()
+    for delay in (0.4, 0.9, 1.3, 1.7, 2.2):
+        outcome = run_doit_killed(f"line={LINE}", *args, env=env, kill_when=lambda t, d=delay: t >= d)
+        verified = line24_booted.doit("verify-release", f"dir={live}", f"key={gpg_keys.good}",
+                                      f"keys={gpg_keys.keys_dir}")
+        print(f"release {outcome}: live release still verifies: {verified.stdout.strip()[-60:]}")
+    line24_booted.doit(*args, LTSP_MOSIX_RELEASE_DIR=str(releases))
+    assert (live / "SHA256SUMS").read_text() == sums
+    assert sorted(p.name for p in releases.iterdir()) == sorted([LINE, live.resolve().name])
+    assert live.resolve().stat().st_mode & 0o777 == 0o755
+    assert {p.stat().st_mode & 0o777 for p in live.resolve().iterdir()} == {0o644}
+
+
+@pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_24_build_ends_cleanly(vanilla_24_tree, tmp_path, sig, status):
+    """Ctrl-C (SIGINT to the foreground group) or SIGTERM during make: one
+    line, status 128+signal, no traceback, and no make or compiler left."""
+    env = override_env(vanilla_24_tree, LTSP_MOSIX_BUILD_DIR=str(tmp_path / "b"))
+    tree_dir = tmp_path / "b" / LINE / "variants" / "pentium" / "tree"
+    outcome, code, output = interrupt_doit(f"line={LINE}", "kernel:pentium", env=env, sig=sig,
+                                           kill_when=lambda t: (tree_dir / "init" / "main.o").exists())
+    print(f"kernel:pentium {outcome}: exit {code}; {output.strip().splitlines()[-1]}")
+    assert code == status, output[-2000:]
+    assert "Traceback" not in output
+    assert f"interrupted by {signal.Signals(sig).name}" in output
+    time.sleep(0.5)
+    assert processes_working_in(tree_dir) == []
+
+
+def processes_working_in(folder: Path) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")).is_relative_to(folder):
+                found.append((proc / "comm").read_text().strip())
+        except OSError:
+            continue
+    return found
