@@ -139,6 +139,21 @@ def interrupt_doit(*args, env, kill_when, poll=0.02, timeout=900, sig=None):
         return outcome, proc.returncode, output.read().decode(errors="replace")
 
 
+def qemu_processes(prefix: str) -> list[int]:
+    """QEMUs whose arguments include one starting with prefix (our boots
+    name theirs `-name ltsp-mosix-<boot name>`)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"qemu" in argv[0] and any(arg.startswith(prefix.encode()) for arg in argv[1:]):
+                found.append(int(proc.name))
+    return found
+
+
 @pytest.fixture(scope="session")
 def kernel_61():
     """The default 6.1 variant built for real through `doit kernel:pentium`

@@ -80,6 +80,13 @@ def fetch(kernel_org, hash_file, tmp_path, **extra):
                         dl=tmp_path / "dl", progress=False, **FAST, **extra)
 
 
+def assert_refused_and_nothing_kept(kernel_org, hash_file, tmp_path, match: str):
+    with pytest.raises(VerificationError, match=match):
+        fetch(kernel_org, hash_file, tmp_path)
+    assert hashes.pinned_sha256(hash_file, FILE) is None
+    assert not (tmp_path / "dl" / FILE).exists()
+
+
 def test_good_listing_pins_with_its_provenance(kernel_org, hash_file, tmp_path):
     result = fetch(kernel_org, hash_file, tmp_path)
     assert result.sha256 == kernel_org.sha256
@@ -115,11 +122,8 @@ def test_only_the_signed_text_counts(kernel_org, hash_file, tmp_path):
 
 def test_listing_signed_by_another_key(kernel_org, hash_file, tmp_path):
     kernel_org.publish({FILE: kernel_org.sha256}, signer=kernel_org.keys.other)
-    with pytest.raises(VerificationError, match=f"signed by key {kernel_org.keys.other}, which is "
-                                                f"not an accepted signer"):
-        fetch(kernel_org, hash_file, tmp_path)
-    assert hashes.pinned_sha256(hash_file, FILE) is None
-    assert not (tmp_path / "dl" / FILE).exists()
+    assert_refused_and_nothing_kept(kernel_org, hash_file, tmp_path,
+                                    f"signed by key {kernel_org.keys.other}, which is not an accepted signer")
 
 
 def test_listing_by_a_revoked_key(kernel_org, hash_file, tmp_path):
@@ -165,11 +169,8 @@ def test_listing_contradicting_a_known_digest_is_refused(kernel_org, hash_file, 
 
 def test_tarball_not_matching_the_listed_sha256(kernel_org, hash_file, tmp_path):
     kernel_org.server.files[f"/v2.4/{FILE}"] += b"\0" * 512
-    with pytest.raises(VerificationError, match=f"does not match {kernel_org.sha256}, the sha256 in "
-                                                f"the signed listing"):
-        fetch(kernel_org, hash_file, tmp_path)
-    assert hashes.pinned_sha256(hash_file, FILE) is None
-    assert not (tmp_path / "dl" / FILE).exists()
+    assert_refused_and_nothing_kept(kernel_org, hash_file, tmp_path,
+                                    f"does not match {kernel_org.sha256}, the sha256 in the signed listing")
 
 
 def test_missing_listing_key_file_is_refused_before_any_request(kernel_org, hash_file, tmp_path):

@@ -59,7 +59,7 @@ def test_failed_command_reports_error_lines_and_log(tmp_path):
 
 @pytest.mark.parametrize("output", [
     "gcc: fatal error: Killed signal terminated program cc1",
-    "fs/nfs/write.c:1: fatal error: error writing to /tmp/ccX.s: No space left on device",
+    "fs/nfs/write.c:1: fatal error: error writing to ccX.s: No space left on device",
     "cc1: out of memory allocating 65536 bytes"])
 def test_a_compiler_killed_or_a_full_disk_is_the_machines_fault(tmp_path, output):
     with pytest.raises(InfraError, match="make bzImage failed .exit 2. .*" + output.split(":")[-1].strip()):

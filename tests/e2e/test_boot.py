@@ -16,6 +16,7 @@ from qemu.boot import APPEND_CPIO, BootCase, boot_once, run_matrix
 from qemu.hostile import make_hostile_bzimage, read_initrd_addr_max
 from qemu.report import write_reports
 from rootfs.pxetree import PxeNode, make_tftp_tree
+from tests.conftest import qemu_processes
 
 pytestmark = pytest.mark.e2e
 
@@ -126,24 +127,11 @@ def test_shared_tftp_tree_boots_each_node_its_own_kernel(bzimage_61, initrd_61, 
     assert (stranger.verdict, stranger.kind) == ("fail", "pxe-no-entry"), _explain(stranger)
 
 
-def _qemu_processes_named(name: str) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                argv = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if name.encode() in argv:
-                found.append(int(proc.name))
-    return found
-
-
 def test_no_qemu_survives_a_timeout(bzimage_61, initrd_61, logs):
     # PXE takes seconds before the kernel runs, so 1 s is a sure timeout.
     result = _boot(bzimage_61, initrd_61, logs, path="pxe", timeout=1, variant="timeout-probe")
     assert (result.verdict, result.kind) == ("hang", "timeout")
-    assert _qemu_processes_named(f"ltsp-mosix-{result.name}") == []
+    assert qemu_processes(f"ltsp-mosix-{result.name}") == []
 
 
 def test_no_qemu_survives_an_interrupt(bzimage_61, initrd_61, logs, monkeypatch):

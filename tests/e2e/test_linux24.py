@@ -30,8 +30,8 @@ from qemu.boot import APPEND_EXT2, boot_once
 from qemu.cluster_run import boot_nfsroot
 from qemu.hostile import LOWMEM_END, make_hostile_bzimage, read_initrd_addr_max
 from release.gates import gate_refusals
-from tests.conftest import (ROOT, VANILLA_24, VANILLA_24_SHA256, interrupt_doit, project_env, run_doit,
-                            run_doit_killed)
+from tests.conftest import (ROOT, VANILLA_24, VANILLA_24_SHA256, interrupt_doit, project_env, qemu_processes,
+                            run_doit, run_doit_killed)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.linux24]
 LINE = "linux-2.4.22"
@@ -345,24 +345,11 @@ def test_boot_test_killed_leaves_no_qemu_and_reruns(line24_booted):
                               kill_when=lambda t: t >= 4)
     print(f"boot-test:pentium {outcome}")
     deadline = time.monotonic() + 5
-    while qemu_of(f"ltsp-mosix-{LINE}-pentium-") and time.monotonic() < deadline:
+    while qemu_processes(f"ltsp-mosix-{LINE}-pentium-") and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert qemu_of(f"ltsp-mosix-{LINE}-pentium-") == [], "QEMU outlived its killed parent"
+    assert qemu_processes(f"ltsp-mosix-{LINE}-pentium-") == [], "QEMU outlived its killed parent"
     rerun = line24_booted.doit("boot-test:pentium")
     assert "5 boots: 5 pass" in rerun.stdout, rerun.stdout[-2000:]
-
-
-def qemu_of(prefix: str) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                argv = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if any(arg.startswith(prefix.encode()) for arg in argv) and b"qemu" in argv[0]:
-                found.append(int(proc.name))
-    return found
 
 
 def test_release_killed_anywhere_keeps_a_whole_readable_release(line24_booted, gpg_keys, tmp_path):
@@ -425,5 +412,5 @@ def test_ctrl_c_during_boot_test_ends_cleanly(line24_booted):
     print(f"boot-test:pentium {outcome}: exit {code}; {output.strip().splitlines()[-1]}")
     assert code == 130 and "Traceback" not in output, output[-2000:]
     assert "interrupted by SIGINT" in output
-    assert qemu_of(f"ltsp-mosix-{LINE}-pentium-") == []
+    assert qemu_processes(f"ltsp-mosix-{LINE}-pentium-") == []
     assert "5 boots: 5 pass" in line24_booted.doit("boot-test:pentium").stdout
