@@ -39,7 +39,7 @@ def _or_message(compute):
 
 
 def _line_inputs():
-    files = [matrix.configs_dir() / "lines" / f"{LINE.name}.toml", LINE.hash_file]
+    files = [paths.configs_dir() / "lines" / f"{LINE.name}.toml", LINE.hash_file]
     if LINE.series_file and LINE.series_file.exists():
         files.append(LINE.series_file)
         files += sorted(LINE.series_file.parent.glob("*.patch"))

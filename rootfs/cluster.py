@@ -28,6 +28,7 @@ from pathlib import Path
 
 from common.errors import UserError
 from common.mac import normalise_mac
+from common.paths import configs_dir
 from kernels import matrix
 from kernels.fragments import parse_fragment
 
@@ -104,7 +105,7 @@ class Cluster:
 
 
 def default_cluster_path() -> Path:
-    return matrix.configs_dir() / CLUSTER_FILE
+    return configs_dir() / CLUSTER_FILE
 
 
 def load_cluster(path: Path | str | None = None) -> Cluster:

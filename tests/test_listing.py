@@ -10,6 +10,7 @@ import shutil
 import pytest
 
 from common.errors import VerificationError
+from common.paths import configs_dir
 from kernels import hashes
 from kernels.fetch import fetch_source, pin_source
 from kernels.sources import Listing, Source
@@ -187,7 +188,6 @@ def test_missing_listing_key_file_is_refused_before_any_request(kernel_org, hash
 def test_shipped_autosigner_key_holds_exactly_its_fingerprint(tmp_path):
     """configs/keys/<FPR>.asc is checked after import; a copy under another
     name is refused."""
-    from kernels.matrix import configs_dir
     from kernels.signature import verify_clearsigned
     keys = configs_dir() / "keys"
     assert (keys / f"{AUTOSIGNER}.asc").is_file()
