@@ -86,10 +86,9 @@ def pin_source(source: Source, hash_file: Path, dl: Path, *, keys_dir: Path,
     if source.signature:
         signature.check_keys_available(source.signature, keys_dir)
     dest = Path(dl) / source.file
-    sig_path, sig_is_new = _signature_file(source, Path(dl), offline, download_options,
-                                           refresh=not offline)
+    sig = _SignatureFile(source, Path(dl), offline, download_options, refresh=not offline)
     outcome: dict = {}
-    verify = _verifier(source, hash_file, keys_dir, sig_path, outcome, require_pin=False)
+    verify = _verifier(source, hash_file, keys_dir, sig, outcome, require_pin=False)
     downloaded = False
     try:
         path, origin = download_from(source.all_urls, dest, verify=verify, offline=offline,
@@ -103,8 +102,7 @@ def pin_source(source: Source, hash_file: Path, dl: Path, *, keys_dir: Path,
         comment = f"{how} {origin}{matched}; {outcome['signature']}"
         hashes.pin(hash_file, source.file, outcome["sha256"], comment)
     except Exception:
-        if sig_is_new:
-            sig_path.unlink(missing_ok=True)
+        sig.discard_if_new()
         if downloaded:
             dest.unlink(missing_ok=True)   # never leave an unpinned download behind
         raise
@@ -124,13 +122,13 @@ def _pin_from_listing(source, hash_file, keys_dir, dl, progress, options) -> Fet
     listed = listing.listed_sha256(source, keys_dir=keys_dir, workdir=dl, **options)
     print(f"[fetch {source.line}] {source.file}: {listed.provenance}", flush=True)
     dest = dl / source.file
-    sig_path, sig_is_new = _signature_file(source, dl, False, options, refresh=True)
+    sig = _SignatureFile(source, dl, False, options, refresh=True)
     outcome: dict = {}
 
     def verify(path: Path) -> None:
         outcome["sha256"] = listing.check_against_listing(path, listed, hash_file=hash_file,
                                                           file=source.file)
-        outcome["signature"] = _check_signature(source, path, sig_path, keys_dir)
+        outcome["signature"] = _check_signature(source, path, sig, keys_dir)
 
     try:
         origin = _verified_cached_copy(dest, verify)
@@ -138,8 +136,7 @@ def _pin_from_listing(source, hash_file, keys_dir, dl, progress, options) -> Fet
             _, origin = download_from(source.all_urls, dest, verify=verify, progress=progress,
                                       **options)
     except Exception:
-        if sig_is_new:
-            sig_path.unlink(missing_ok=True)
+        sig.discard_if_new()
         raise
     known = sorted(set(hashes.parse(hash_file).get(source.file, {})) - {"sha256"})
     checked = f"; agrees with the recorded {', '.join(known)}" if known else ""
@@ -199,28 +196,33 @@ def _reuse_cached(source, dest, pinned, hash_file, keys_dir, offline,
 
 
 def _verify_cached(source, dest, hash_file, keys_dir, offline, options) -> str:
-    sig_path, _ = _signature_file(source, dest.parent, offline, options, refresh=False)
+    sig = _SignatureFile(source, dest.parent, offline, options, refresh=False)
     outcome: dict = {}
-    _verifier(source, hash_file, keys_dir, sig_path, outcome, require_pin=True)(dest)
+    _verifier(source, hash_file, keys_dir, sig, outcome, require_pin=True)(dest)
     return _pinned_trust(hash_file, outcome["signature"])
 
 
 def _download_verified(source, dest, pinned, hash_file, keys_dir, progress, options) -> FetchResult:
-    sig_path, sig_is_new = _signature_file(source, dest.parent, False, options, refresh=True)
+    sig = _SignatureFile(source, dest.parent, False, options, refresh=True)
     outcome: dict = {}
-    verify = _verifier(source, hash_file, keys_dir, sig_path, outcome, require_pin=True)
+    verify = _verifier(source, hash_file, keys_dir, sig, outcome, require_pin=True)
     try:
         download(source.all_urls, dest, verify=verify, progress=progress, **options)
+    except DownloadError as error:
+        sig.discard_if_new()
+        if sig.unreachable:
+            raise DownloadError(f"{error}\nand its signature could not be fetched either: "
+                                f"{sig.unreachable}", error.failures) from None
+        raise
     except Exception:
-        if sig_is_new:
-            sig_path.unlink(missing_ok=True)
+        sig.discard_if_new()
         raise
     trust = _pinned_trust(hash_file, outcome["signature"])
     _write_sidecar(dest, _sidecar_key(dest, pinned, source), trust)
     return FetchResult(dest, pinned, trust)
 
 
-def _verifier(source, hash_file, keys_dir, sig_path, outcome: dict, *, require_pin: bool):
+def _verifier(source, hash_file, keys_dir, sig: "_SignatureFile", outcome: dict, *, require_pin: bool):
     """The check run on a complete download before it gets its real name:
     hashes first (the pin is what trust rests on), then the signature.
     Results go into `outcome` (sha256, signature summary)."""
@@ -230,14 +232,14 @@ def _verifier(source, hash_file, keys_dir, sig_path, outcome: dict, *, require_p
                                              source_name=source.name)
         else:
             outcome["sha256"] = hashes.check_known(hash_file, path, file=source.file)["sha256"]
-        outcome["signature"] = _check_signature(source, path, sig_path, keys_dir)
+        outcome["signature"] = _check_signature(source, path, sig, keys_dir)
     return verify
 
 
-def _check_signature(source, path, sig_path, keys_dir) -> str:
+def _check_signature(source, path, sig: "_SignatureFile", keys_dir) -> str:
     if not source.signature:
         return NO_SIGNATURE
-    return signature.verify_signature(source.signature, path, sig_path, keys_dir,
+    return signature.verify_signature(source.signature, path, sig.path(), keys_dir,
                                       display_name=source.file)
 
 
@@ -254,6 +256,36 @@ def signature_file_name(url: str) -> str:
     if not name:
         raise UserError(f"signature URL {url} does not end in a file name")
     return name
+
+
+class _SignatureFile:
+    """The source's signature file.  Fetched first, so a signature that does
+    not exist refuses the source before the big download; but when its
+    server cannot be reached, the tarball's mirrors are still tried (and
+    named in the error if they are down too) and the signature is fetched
+    again when the complete download is checked."""
+
+    def __init__(self, source, dl: Path, offline: bool, options: dict, *, refresh: bool):
+        self._args = (source, dl, offline, options)
+        self._refresh = refresh
+        self._path: Path | None = None
+        self.is_new = False
+        self.unreachable: str | None = None
+        try:
+            self.path()
+        except DownloadError as error:      # unreachable; a missing one raised VerificationError
+            self.unreachable = str(error)
+
+    def path(self) -> Path | None:
+        if self._path is None:
+            source, dl, offline, options = self._args
+            self._path, self.is_new = _signature_file(source, dl, offline, options, refresh=self._refresh)
+            self._refresh = False       # a mirror retry reuses the signature just fetched
+        return self._path
+
+    def discard_if_new(self) -> None:
+        if self.is_new and self._path is not None:
+            self._path.unlink(missing_ok=True)
 
 
 def _signature_file(source, dl: Path, offline: bool, options: dict, *,

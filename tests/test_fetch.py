@@ -218,6 +218,18 @@ def test_expired_key_fails(served, gpg_keys, tarball, hash_file, dl):
         run_fetch(source_for(served, signature=sig), hash_file, gpg_keys, dl)
 
 
+def test_every_mirror_down_names_the_tarball_urls_not_only_the_signature(gpg_keys, tarball, hash_file, dl):
+    pin_by_hand(hash_file, tarball)
+    sig = Signature(url=closed_port_url("/pub/pkg-1.0.tar.sign"), covers="tar", keys=(gpg_keys.good,))
+    mirrors = [closed_port_url(f"/mirror{n}/{FILE}") for n in (1, 2)]
+    source = Source(line=LINE, name="linux", file=FILE, urls=tuple(mirrors), signature=sig)
+    with pytest.raises(InfraError) as error:
+        run_fetch(source, hash_file, gpg_keys, dl)
+    message = str(error.value)
+    assert all(url in message for url in mirrors) and sig.url in message, message
+    assert not dl.exists() or list(dl.iterdir()) == []
+
+
 def test_file_url_mirror_after_a_404(served, gpg_keys, tarball, hash_file, dl):
     pin_by_hand(hash_file, tarball)
     source = source_for(served, urls=[served.url(f"/gone/{FILE}")], backup=[tarball.as_uri()])
