@@ -16,7 +16,7 @@ from qemu.facts import parse_boot_facts
 from qemu.hostile import LOWMEM_END, make_hostile_bzimage, read_initrd_addr_max
 from qemu.machine import QemuMachine, boot_nic_for, kernel_only_nics, machine_for
 from qemu.process import running
-from qemu.watcher import FAIL, PASS, watch_stream
+from qemu.watcher import FAIL, HANG, INFRA_ERROR, INFRA_KINDS, PASS, watch_stream
 from rootfs.pxetree import PxeNode, make_tftp_tree
 
 # Kernel command lines for our two initrd formats.  panic=1 turns a panic
@@ -92,6 +92,20 @@ class BootResult:
     # "0x... -> 0x...": the loader put the initrd above low memory and the
     # kernel copied it below (what a forced-high boot must show to pass)
     initrd_relocated: str | None = None
+    kernel_started: bool = False     # the console shows the kernel's first line
+    # earlier tries of this boot (verdict, kind, line, seconds, log), when an
+    # infrastructure-shaped failure was retried (run_case)
+    tries: list[dict] = field(default_factory=list)
+
+    @property
+    def infrastructure_shaped(self) -> bool:
+        """A failure that blames the machine, not the kernel: QEMU did not
+        start or said nothing, or the firmware's DHCP/TFTP gave up or the
+        boot timed out before the kernel printed its first line."""
+        if self.passed:
+            return False
+        return (self.kind in INFRA_KINDS or self.kind == "pxe-no-boot-device"
+                or (self.verdict == HANG and not self.kernel_started))
 
     @property
     def passed(self) -> bool:
@@ -208,7 +222,8 @@ def boot_once(kernel, initrd, *, cpu: str, nic: str, mem_mb: int, path: str = "p
         interfaces=facts.interfaces, mem_total_kb=facts.mem_total_kb, cpus=facts.cpus,
         kernel_version=facts.kernel, mosix=facts.mosix,
         initrd_start=facts.initrd_start, initrd_moved_to=facts.initrd_moved_to,
-        drivers=facts.drivers, warnings=watch.warnings, high_initrd=high_initrd)
+        drivers=facts.drivers, warnings=watch.warnings, high_initrd=high_initrd,
+        kernel_started=KERNEL_FIRST_LINE in watch.transcript)
     if high_initrd:
         result.notes.append("initrd forced high: booted a copy with initrd_addr_max=0xffffffff")
     if nic_note:
@@ -221,12 +236,32 @@ def boot_once(kernel, initrd, *, cpu: str, nic: str, mem_mb: int, path: str = "p
     return result
 
 
+# Both 2.4 and 6.1 open their console with "Linux version ...".
+KERNEL_FIRST_LINE = "Linux version"
+
+
 def run_case(case: BootCase, log_dir: Path, cancel: threading.Event | None = None) -> BootResult:
-    return boot_once(case.kernel, case.initrd, cpu=case.cpu, nic=case.nic,
-                     mem_mb=case.mem_mb, path=case.path, append=case.append,
-                     log_path=Path(log_dir) / f"{case.name}.log", timeout=case.timeout,
-                     mac=case.mac, variant=case.variant, line=case.line,
-                     high_initrd=case.high_initrd, cancel=cancel)
+    """Boot a matrix cell.  An infrastructure-shaped failure is tried once
+    more and both tries are kept; a kernel failure (panic, Oops, BUG, a
+    dropped initrd, a missing CPU) is never retried.  Two infrastructure
+    failures in a row give the verdict "infra-error"."""
+    def attempt(log_name: str) -> BootResult:
+        return boot_once(case.kernel, case.initrd, cpu=case.cpu, nic=case.nic,
+                         mem_mb=case.mem_mb, path=case.path, append=case.append,
+                         log_path=Path(log_dir) / log_name, timeout=case.timeout,
+                         mac=case.mac, variant=case.variant, line=case.line,
+                         high_initrd=case.high_initrd, cancel=cancel)
+
+    first = attempt(f"{case.name}.log")
+    if not first.infrastructure_shaped or (cancel is not None and cancel.is_set()):
+        return first
+    second = attempt(f"{case.name}.try2.log")
+    second.tries = [{"verdict": first.verdict, "kind": first.kind, "console_line": first.console_line,
+                     "seconds": first.seconds, "log_path": str(first.log_path)}]
+    second.notes.append(f"try 1 was {first.verdict} ({first.kind}), infrastructure-shaped: retried once")
+    if second.infrastructure_shaped:
+        second.verdict = INFRA_ERROR
+    return second
 
 
 def validate_cases(cases: list[BootCase]) -> None:

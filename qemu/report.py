@@ -7,7 +7,7 @@ from pathlib import Path
 
 from common.paths import atomic_write_text
 from qemu.boot import BootResult
-from qemu.watcher import INFRA_KINDS
+from qemu.watcher import INFRA_ERROR, INFRA_KINDS
 
 SUITE_NAME = "ltsp-mosix boot matrix"
 
@@ -39,8 +39,9 @@ def _matrix(results: list[BootResult]) -> tuple[list[str], list[list[str]]]:
 
 def summary(results: list[BootResult]) -> str:
     counts = Counter(r.verdict for r in results)
+    infra = f", {counts[INFRA_ERROR]} infra-error" if counts[INFRA_ERROR] else ""
     return (f"{len(results)} boots: {counts['pass']} pass, {counts['fail']} fail, "
-            f"{counts['hang']} hang")
+            f"{counts['hang']} hang{infra}")
 
 
 def format_table(results: list[BootResult]) -> str:
@@ -57,6 +58,11 @@ def _failure_message(result: BootResult) -> str:
     return f"{result.kind}: {result.console_line or ''}".strip()
 
 
+def _is_error(result: BootResult) -> bool:
+    """An infrastructure failure: JUnit <error>, not <failure>."""
+    return not result.passed and (result.verdict == INFRA_ERROR or result.kind in INFRA_KINDS)
+
+
 def junit_xml(results: list[BootResult]) -> str:
     """One <testsuite> per line (its name whole: a dot in "linux-6.1" must
     not become a package separator), one testcase per boot: classname = the
@@ -66,7 +72,7 @@ def junit_xml(results: list[BootResult]) -> str:
     root = ET.Element("testsuites", name=SUITE_NAME)
     for line in sorted({r.line for r in results}):
         mine = [r for r in results if r.line == line]
-        errors = [r for r in mine if not r.passed and r.kind in INFRA_KINDS]
+        errors = [r for r in mine if _is_error(r)]
         suite = ET.SubElement(root, "testsuite", name=line, tests=str(len(mine)),
                               failures=str(sum(not r.passed for r in mine) - len(errors)),
                               errors=str(len(errors)),
@@ -76,10 +82,12 @@ def junit_xml(results: list[BootResult]) -> str:
                                  name=result.name.removeprefix(f"{line}-{result.variant}-"),
                                  time=f"{result.seconds or 0:.3f}")
             if not result.passed:
-                tag = "error" if result.kind in INFRA_KINDS else "failure"
+                tag = "error" if _is_error(result) else "failure"
                 element = ET.SubElement(case, tag, message=_failure_message(result),
                                         type=result.kind or result.verdict)
-                element.text = "\n".join([_failure_message(result), *result.notes])
+                tries = [f"try {n}: {t['verdict']} {t['kind']}: {t['console_line'] or ''} (log {t['log_path']})"
+                         for n, t in enumerate(result.tries, start=1)]
+                element.text = "\n".join([_failure_message(result), *tries, *result.notes])
             ET.SubElement(case, "system-out").text = str(result.log_path)
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

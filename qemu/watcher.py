@@ -34,6 +34,7 @@ __all__ = ["Watch", "watch_stream", "replay", "clean_line",
            "FAILURE_PATTERNS", "FailurePattern", "BOOT_MARKER"]
 
 PASS, FAIL, HANG = "pass", "fail", "hang"
+INFRA_ERROR = "infra-error"     # a boot that failed twice for the machine's reasons
 # Failure kinds that blame the machine, not the kernel: QEMU ended before
 # printing a single line (it could not start), or the watch was cancelled.
 INFRA_KINDS = frozenset({"qemu-no-output", "interrupted"})

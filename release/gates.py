@@ -12,13 +12,15 @@ from kernels import build, invariants, kconfig, tree
 from qemu.bootplan import boot_results_path
 
 
-def gate_refusals(line, variants) -> list[str]:
-    """Every reason this release must not ship, all at once."""
+def gate_refusals(line, variants, *, initrd: Path | None = None) -> list[str]:
+    """Every reason this release must not ship, all at once.  `initrd`: the
+    node initrd the packages will carry, which must be the one booted."""
     if line.unsupported:
         return [f"line {line.name}: {line.unsupported}"]
     refusals = _series_refusals(line)
+    shipped_initrd = sha256_file(initrd) if initrd is not None and Path(initrd).is_file() else None
     for variant in variants:
-        refusals += _variant_refusals(line, variant)
+        refusals += _variant_refusals(line, variant, shipped_initrd)
     configs = {v.name: kconfig.final_config_path(line, v) for v in line.variants()}
     try:
         invariants.check_line(line.name, line.invariants, configs)
@@ -44,7 +46,7 @@ def _series_refusals(line) -> list[str]:
     return []
 
 
-def _variant_refusals(line, variant) -> list[str]:
+def _variant_refusals(line, variant, shipped_initrd: str | None) -> list[str]:
     record_path = build.out_dir(line, variant) / "build.json"
     if not record_path.is_file():
         return [f"{variant.name}: not built ({record_path} missing)"]
@@ -55,7 +57,7 @@ def _variant_refusals(line, variant) -> list[str]:
     current = [{"name": p.name, "sha256": sha256_file(p)} for p in _safe_series(line)]
     if record["patches"] != current:
         refusals.append(f"{variant.name}: built with another patch series than patches/{line.patches}")
-    refusals += _boot_refusals(line, variant, record)
+    refusals += _boot_refusals(line, variant, record, shipped_initrd)
     return refusals
 
 
@@ -66,13 +68,16 @@ def _safe_series(line) -> list[Path]:
         return []
 
 
-def _boot_refusals(line, variant, record: dict) -> list[str]:
+def _boot_refusals(line, variant, record: dict, shipped_initrd: str | None) -> list[str]:
     results_path = boot_results_path(line, variant)
     if not results_path.is_file():
         return [f"{variant.name}: no boot test (run doit boot-test:{variant.name})"]
     results = json.loads(results_path.read_text())
     if results["kernel_sha256"] != record["bzImage"]["sha256"]:
         return [f"{variant.name}: the boot test ran on another kernel (rebuilt since; boot-test again)"]
+    if shipped_initrd is not None and results.get("initrd_sha256") != shipped_initrd:
+        return [f"{variant.name}: the boot test booted another initrd than the one to be packaged "
+                f"(rebuilt since; boot-test again)"]
     failed = [f"{r['name']}: {r['verdict']}" for r in results["boots"] if r["verdict"] != "pass"]
     if not results["boots"]:
         return [f"{variant.name}: boot test recorded no boots"]

@@ -163,7 +163,7 @@ def remove_debris(root: Path, line) -> list[str]:
 
 
 def release(line, variants, *, key: str, gnupghome: Path, initrd: Path, overlay: Path | None) -> Path:
-    refusals = gate_refusals(line, variants)
+    refusals = gate_refusals(line, variants, initrd=initrd)
     if refusals:
         raise UserError(f"release of {line.name} refused:\n" + "\n".join(f"  - {r}" for r in refusals))
     root = release_root()

@@ -2,6 +2,7 @@
 line whose build and boot records are laid out as the pipeline writes them
 (the full release of a real 6.1 kernel is in tests/e2e/test_release_61.py)."""
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -17,6 +18,9 @@ from qemu.bootplan import boot_results_path
 from release import publish
 from release.gates import gate_refusals
 from release.verify import verify_release
+
+
+FAKE_INITRD = b"070701 fake initramfs"
 
 
 def lay_out_variant(line, variant, *, source="verified", verdict="pass", kernel=b"HdrS-kernel"):
@@ -38,7 +42,8 @@ def lay_out_variant(line, variant, *, source="verified", verdict="pass", kernel=
               "verdict": verdict} for mem in (512, 2048, 3584)]
     results = boot_results_path(line, variant)
     results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps({"kernel_sha256": record["bzImage"]["sha256"], "boots": boots}))
+    results.write_text(json.dumps({"kernel_sha256": record["bzImage"]["sha256"],
+                                   "initrd_sha256": hashlib.sha256(FAKE_INITRD).hexdigest(), "boots": boots}))
 
 
 @pytest.fixture
@@ -55,7 +60,7 @@ def built_line(isolated):
     for variant in chosen:
         lay_out_variant(line, variant)
     initrd = isolated / "initrd.cpio"
-    initrd.write_bytes(b"070701 fake initramfs")
+    initrd.write_bytes(FAKE_INITRD)
     overlay = isolated / "out" / "opt" / "ltsp" / "i386"
     (overlay / "etc").mkdir(parents=True)
     (overlay / "mfs").mkdir()
@@ -196,6 +201,13 @@ def test_gate_requires_a_relocated_high_initrd_boot_where_the_line_asks(built_li
                                     record)
     assert entry["boot_tests"]["3584M"] == {"e1000/pxe/high-initrd": "pass"}
     assert entry["initrd_relocated"] == {"3584M": "0xbfee0000 -> 0x402b000"}
+
+
+def test_gate_refuses_an_initrd_other_than_the_booted_one(built_line, gpg_keys):
+    _, _, initrd, _ = built_line
+    initrd.write_bytes(FAKE_INITRD + b" rebuilt")
+    assert "pentium: the boot test booted another initrd than the one to be packaged" in \
+        refusal(built_line, gpg_keys)
 
 
 def test_gate_refuses_a_line_failing_check(built_line, gpg_keys):

@@ -89,3 +89,15 @@ def test_progress_line(results):
         "[2/4] linux-6.1-pentium-e1000-3584M-pxe: fail 9.1s initrd-beyond-memory: "
         "initrd extends beyond end of memory (0x7ff5c000 > 0x38000000)")
     assert progress_line(1, 4, results[0]) == "[1/4] linux-6.1-pentium-e1000-512M-pxe: pass 7.2s"
+
+
+def test_what_counts_as_infrastructure_shaped(results):
+    passed, initrd_dropped, hang_in_kernel, _ = results
+    assert not passed.infrastructure_shaped
+    assert not initrd_dropped.infrastructure_shaped, "a kernel failure is never retried"
+    hang_in_kernel.kernel_started = True
+    assert not hang_in_kernel.infrastructure_shaped, "a kernel that hangs is the kernel's failure"
+    hang_in_kernel.kernel_started = False
+    assert hang_in_kernel.infrastructure_shaped, "nothing from the kernel yet: firmware, TFTP, DHCP"
+    initrd_dropped.kind = "qemu-no-output"
+    assert initrd_dropped.infrastructure_shaped

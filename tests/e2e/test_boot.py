@@ -158,3 +158,16 @@ def test_matrix_of_direct_boots_with_reports(bzimage_61, initrd_61, tmp_path, ca
     assert "[2/2] linux-6.1-pentium-e1000-1024M-direct: pass" in out
     written = write_reports(results, tmp_path)
     assert "2 boots: 2 pass, 0 fail, 0 hang" in written["table"].read_text()
+
+
+def test_an_infrastructure_shaped_failure_is_retried_once_and_named(bzimage_61, initrd_61, tmp_path):
+    """A boot that times out before the kernel's first line (here: 1 s for a
+    PXE boot) is tried again; twice is an infra-error, both tries kept."""
+    case = BootCase(bzimage_61, initrd_61, "pentium", "pentium", "e1000", 256, path="pxe", timeout=1)
+    (result,) = run_matrix([case], log_dir=tmp_path / "logs", jobs=1)
+    assert result.verdict == "infra-error" and result.kind == "timeout"
+    assert [t["verdict"] for t in result.tries] == ["hang"]
+    assert {p.name for p in (tmp_path / "logs").iterdir()} == {f"{case.name}.log", f"{case.name}.try2.log"}
+    written = write_reports([result], tmp_path)
+    assert "<error" in written["junit"].read_text() and "try 1: hang timeout" in written["junit"].read_text()
+    assert "1 boots: 0 pass, 0 fail, 0 hang, 1 infra-error" in written["table"].read_text()
