@@ -79,6 +79,17 @@ def atomic_write_text(path: Path, text: str, mode: int | None = None) -> Path:
     return atomic_write_bytes(path, text.encode(), mode)
 
 
+def replace_tree(work: Path, target: Path) -> None:
+    """Put a finished tree at target; an older one there goes only after."""
+    if not target.exists() and not target.is_symlink():
+        os.replace(work, target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+    os.replace(target, old / "tree")
+    os.replace(work, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_tree(target: Path):
     """Yield an empty temporary folder beside `target` to fill; when the
@@ -90,13 +101,7 @@ def atomic_tree(target: Path):
     try:
         yield work
         work.chmod(0o755)           # mkdtemp makes 0700
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            os.replace(target, old / "tree")
-            os.replace(work, target)
-            shutil.rmtree(old)
-        else:
-            os.replace(work, target)
+        replace_tree(work, target)
     finally:
         if work.exists():
             shutil.rmtree(work)

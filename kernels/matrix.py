@@ -180,6 +180,8 @@ def cards() -> dict[str, Card]:
     found = {}
     for name, card in table.items():
         where = f"cards.{name}"
+        if not isinstance(card, dict):
+            raise UserError(f"{path}: [{where}] must be a table, not {card!r}")
         drivers = require(card, "drivers", list, path, where=where)
         qemu = optional(card, "qemu", str, path, where=where)
         found[name] = Card(name=name, drivers=tuple(drivers), note=require(card, "note", str, path, where=where),

@@ -9,7 +9,6 @@ and ownership).  Everything is extracted into a temporary directory beside
 `dest`, which replaces `dest` only when the whole archive went well: a
 failure never leaves half a tree.
 """
-import os
 import posixpath
 import shutil
 import tarfile
@@ -17,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from common.errors import InfraError, UserError
+from common.paths import replace_tree
 
 
 def safe_extract(archive: Path, dest: Path, strip_components: int = 1) -> Path:
@@ -31,7 +31,7 @@ def safe_extract(archive: Path, dest: Path, strip_components: int = 1) -> Path:
         if count == 0:
             raise UserError(f"{archive}: nothing to unpack below {strip_components} "
                             f"leading path component(s)")
-        _replace_dir(staging, dest)
+        replace_tree(staging, dest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -116,14 +116,3 @@ def _strip(name: str, count: int) -> str | None:
     if len(parts) <= count:
         return None
     return "/".join(parts[count:])
-
-
-def _replace_dir(staging: Path, dest: Path) -> None:
-    """Put the finished tree in place; an older dest goes only after that."""
-    if not dest.exists() and not dest.is_symlink():
-        os.rename(staging, dest)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-    os.rename(dest, old / "tree")
-    os.rename(staging, dest)
-    shutil.rmtree(old, ignore_errors=True)

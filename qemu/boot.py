@@ -98,6 +98,11 @@ class BootResult:
     tries: list[dict] = field(default_factory=list)
 
     @property
+    def infra_failure(self) -> bool:
+        """Failed for the machine's reasons (JUnit <error>, exit 4)."""
+        return not self.passed and (self.verdict == INFRA_ERROR or self.kind in INFRA_KINDS)
+
+    @property
     def infrastructure_shaped(self) -> bool:
         """A failure that blames the machine, not the kernel: QEMU did not
         start or said nothing, or the firmware's DHCP/TFTP gave up or the

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from common.paths import atomic_write_text
 from qemu.boot import BootResult
-from qemu.watcher import INFRA_ERROR, INFRA_KINDS
+from qemu.watcher import INFRA_ERROR
 
 SUITE_NAME = "ltsp-mosix boot matrix"
 
@@ -58,11 +58,6 @@ def _failure_message(result: BootResult) -> str:
     return f"{result.kind}: {result.console_line or ''}".strip()
 
 
-def _is_error(result: BootResult) -> bool:
-    """An infrastructure failure: JUnit <error>, not <failure>."""
-    return not result.passed and (result.verdict == INFRA_ERROR or result.kind in INFRA_KINDS)
-
-
 def junit_xml(results: list[BootResult]) -> str:
     """One <testsuite> per line (its name whole: a dot in "linux-6.1" must
     not become a package separator), one testcase per boot: classname = the
@@ -72,7 +67,7 @@ def junit_xml(results: list[BootResult]) -> str:
     root = ET.Element("testsuites", name=SUITE_NAME)
     for line in sorted({r.line for r in results}):
         mine = [r for r in results if r.line == line]
-        errors = [r for r in mine if _is_error(r)]
+        errors = [r for r in mine if r.infra_failure]
         suite = ET.SubElement(root, "testsuite", name=line, tests=str(len(mine)),
                               failures=str(sum(not r.passed for r in mine) - len(errors)),
                               errors=str(len(errors)),
@@ -82,7 +77,7 @@ def junit_xml(results: list[BootResult]) -> str:
                                  name=result.name.removeprefix(f"{line}-{result.variant}-"),
                                  time=f"{result.seconds or 0:.3f}")
             if not result.passed:
-                tag = "error" if _is_error(result) else "failure"
+                tag = "error" if result.infra_failure else "failure"
                 element = ET.SubElement(case, tag, message=_failure_message(result),
                                         type=result.kind or result.verdict)
                 tries = [f"try {n}: {t['verdict']} {t['kind']}: {t['console_line'] or ''} (log {t['log_path']})"

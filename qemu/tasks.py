@@ -8,7 +8,6 @@ from common.paths import configs_dir
 from qemu import bootplan
 from qemu.cluster_run import default_state_dir, node_line, run_cluster_test
 from qemu.report import format_table, write_reports
-from qemu.watcher import INFRA_ERROR, INFRA_KINDS
 from rootfs.cluster import load_cluster
 from rootfs.tftp import built_kernels
 
@@ -22,7 +21,7 @@ def boot_test_variant(line, variant) -> None:
     details = "\n".join(f"  {r.name}: {r.verdict} {r.kind or ''} {r.console_line or ''} (log {r.log_path})"
                         for r in failed)
     message = f"boot-test:{variant.name}: {len(failed)} of {len(results)} boots failed\n{details}"
-    if all(r.verdict == INFRA_ERROR or r.kind in INFRA_KINDS for r in failed):
+    if all(r.infra_failure for r in failed):
         raise InfraError(message)
     raise KernelFailure(message)
 

@@ -89,3 +89,11 @@ def test_a_line_without_a_boot_plan_is_refused(isolated):
     toml.write_text(text.replace("extra_nics_at_mb = 512", "extra_nics_at_mb = 1024"))
     with pytest.raises(UserError, match=r"linux-6.1.toml: field 'boot.extra_nics_at_mb' = 1024 is not one of"):
         matrix.load_line("linux-6.1")
+
+
+def test_a_card_that_is_not_a_table_is_named(isolated):
+    cards = isolated / "configs" / "cards.toml"
+    cards.write_text(cards.read_text().replace(
+        "[cards.ne2k_pci]", "[cards]\nisa_ne2000 = \"yes\"\n\n[cards.ne2k_pci]"))
+    with pytest.raises(UserError, match=r"cards.toml: \[cards.isa_ne2000\] must be a table"):
+        matrix.cards()
