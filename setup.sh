@@ -11,7 +11,7 @@ PACKAGES="
   python3 python3-venv python3-pip git patch diffutils
   linux-source-6.1 gcc gcc-multilib make flex bison bc perl libelf-dev libssl-dev
   xz-utils bzip2 gzip cpio ccache distcc
-  qemu-system-x86 ipxe-qemu pxelinux syslinux-common
+  qemu-system-x86 ipxe-qemu ipxe pxelinux syslinux-common
   genext2fs e2fsprogs gnupg shellcheck dash dnsmasq-base
   nfs-ganesha nfs-ganesha-vfs rpcbind iproute2
 "

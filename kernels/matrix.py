@@ -42,6 +42,10 @@ class BootPlan:
     extra_nics_at_mb: int
     path: str = "pxe"
     high_initrd_at_mb: int | None = None
+    # The size at which the first boot NIC boots through the NIC's own PXE
+    # ROM (the firmware a lab node runs); every other PXE boot starts iPXE as
+    # QEMU's kernel, without the ROM's waits (qemu.machine.FIRMWARES).
+    firmware_rom_at_mb: int | None = None
 
 
 @dataclass(frozen=True)
@@ -278,12 +282,15 @@ def _boot_plan(data: dict, path: Path) -> BootPlan:
         raise UserError(f"{path}: field 'boot.memory_mb' must list memory sizes in MB, not {memory!r}")
     extra = require(boot, "extra_nics_at_mb", int, path, where="boot")
     high = optional(boot, "high_initrd_at_mb", int, path, where="boot")
-    for field, value in (("extra_nics_at_mb", extra), ("high_initrd_at_mb", high)):
+    rom = optional(boot, "firmware_rom_at_mb", int, path, where="boot")
+    for field, value in (("extra_nics_at_mb", extra), ("high_initrd_at_mb", high),
+                         ("firmware_rom_at_mb", rom)):
         if value is not None and value not in memory:
             raise UserError(f"{path}: field 'boot.{field}' = {value} is not one of boot.memory_mb "
                             f"({', '.join(map(str, memory))})")
     return BootPlan(memory_mb=tuple(memory), extra_nics_at_mb=extra,
-                    path=optional(boot, "path", str, path, "pxe", where="boot"), high_initrd_at_mb=high)
+                    path=optional(boot, "path", str, path, "pxe", where="boot"), high_initrd_at_mb=high,
+                    firmware_rom_at_mb=rom)
 
 
 def _source_from_data(line: str, data: dict, path: Path) -> Source:

@@ -14,7 +14,7 @@ from common.errors import UserError
 from common.mac import DEFAULT_MAC, normalise_mac
 from qemu.facts import parse_boot_facts
 from qemu.hostile import LOWMEM_END, make_hostile_bzimage, read_initrd_addr_max
-from qemu.machine import QemuMachine, boot_nic_for, kernel_only_nics, machine_for
+from qemu.machine import QemuMachine, boot_nic_for, check_firmware, kernel_only_nics, machine_for
 from qemu.process import running
 from qemu.watcher import FAIL, HANG, INFRA_ERROR, INFRA_KINDS, PASS, watch_stream
 from rootfs.pxetree import PxeNode, make_tftp_tree
@@ -48,19 +48,31 @@ class BootCase:
     # anywhere (qemu/hostile.py): a pass then requires that the initrd was
     # placed above low memory and the kernel copied it below.
     high_initrd: bool = False
+    # PXE only: the firmware that fetches pxelinux.0 (qemu.machine.FIRMWARES)
+    firmware: str = "ipxe"
 
     @property
     def name(self) -> str:
-        return boot_name(self.line, self.variant, self.nic, self.mem_mb, self.path, self.high_initrd)
+        return boot_name(self.line, self.variant, self.nic, self.mem_mb, self.path, self.high_initrd,
+                         self.firmware)
 
 
 HIGH_INITRD_SUFFIX = "-high-initrd"
 
 
+def route(path: str, firmware: str | None) -> str:
+    """How the kernel was reached: direct, pxe/ipxe (ipxe.lkrn as QEMU's
+    kernel) or pxe/rom (the NIC's own PXE ROM)."""
+    return f"pxe/{firmware}" if path == "pxe" and firmware else path
+
+
 def boot_name(line: str, variant: str, nic: str, mem_mb: int, path: str,
-              high_initrd: bool = False) -> str:
+              high_initrd: bool = False, firmware: str = "ipxe") -> str:
     """The boot's name: its log file, its JUnit test and its QEMU -name."""
-    return f"{line}-{variant}-{nic}-{mem_mb}M-{path}" + (HIGH_INITRD_SUFFIX if high_initrd else "")
+    name = f"{line}-{variant}-{nic}-{mem_mb}M-{path}"
+    if path == "pxe" and firmware == "rom":
+        name += "-rom"
+    return name + (HIGH_INITRD_SUFFIX if high_initrd else "")
 
 
 @dataclass
@@ -96,6 +108,11 @@ class BootResult:
     # earlier tries of this boot (verdict, kind, line, seconds, log), when an
     # infrastructure-shaped failure was retried (run_case)
     tries: list[dict] = field(default_factory=list)
+    firmware: str | None = None      # PXE firmware (qemu.machine.FIRMWARES); None: direct
+
+    @property
+    def route(self) -> str:
+        return route(self.path, self.firmware)
 
     @property
     def infra_failure(self) -> bool:
@@ -139,13 +156,13 @@ def _check_boot_path(path: str, tftp_root, mac) -> None:
 
 
 def _command(machine: QemuMachine, kernel, initrd, append, path, tftp_root, work: Path,
-             line: str, variant: str) -> list[str]:
+             line: str, variant: str, firmware: str) -> list[str]:
     if path == "direct":
         return machine.direct_boot(kernel, initrd, append)
     if tftp_root is None:
         node = PxeNode(machine.mac, Path(kernel), Path(initrd), append, line, variant)
         tftp_root = make_tftp_tree(work / "tftp", [node], default=None)
-    return machine.pxe_boot(tftp_root)
+    return machine.pxe_boot(tftp_root, firmware)
 
 
 def _judge_interfaces(result: BootResult, nic: str, require_interface: bool) -> None:
@@ -193,7 +210,7 @@ def boot_once(kernel, initrd, *, cpu: str, nic: str, mem_mb: int, path: str = "p
               tftp_root: Path | None = None, mac: str | None = None,
               variant: str = "test", line: str = "linux-6.1",
               require_interface: bool = True, high_initrd: bool = False,
-              cancel: threading.Event | None = None) -> BootResult:
+              firmware: str = "ipxe", cancel: threading.Event | None = None) -> BootResult:
     """Boot once and return the verdict with what the node reported.
 
     path="pxe" builds a one-node TFTP tree for this boot unless tftp_root
@@ -201,11 +218,14 @@ def boot_once(kernel, initrd, *, cpu: str, nic: str, mem_mb: int, path: str = "p
     entry for mac decides what boots and kernel/initrd only label the boot.
     high_initrd boots a copy of the kernel with initrd_addr_max raised and
     passes only when the console shows the initrd relocated below low memory.
+    firmware picks what fetches pxelinux.0 (qemu.machine.FIRMWARES).
     QEMU is killed and reaped whatever happens."""
     _check_boot_path(path, tftp_root, mac)
     boot_nic, nic_note = boot_nic_for(nic)
     log_path = Path(log_path)
-    name = boot_name(line, variant, nic, mem_mb, path, high_initrd)
+    if path == "pxe":
+        check_firmware(firmware)
+    name = boot_name(line, variant, nic, mem_mb, path, high_initrd, firmware)
     machine = machine_for("i386", cpu=cpu, nic=boot_nic, mem_mb=mem_mb,
                           mac=mac or DEFAULT_MAC, name=f"ltsp-mosix-{name}")
     if high_initrd and tftp_root is not None:
@@ -214,7 +234,7 @@ def boot_once(kernel, initrd, *, cpu: str, nic: str, mem_mb: int, path: str = "p
         if high_initrd:
             kernel = make_hostile_bzimage(kernel, Path(work) / Path(kernel).name)
         argv = _command(machine, kernel, initrd, append, path, tftp_root, Path(work),
-                        line, variant)
+                        line, variant, firmware)
         with running(argv, cwd=work) as (child, started_at):
             watch = watch_stream(child, timeout=timeout, log_path=log_path,
                                  started_at=started_at, cancel=cancel)
@@ -228,7 +248,8 @@ def boot_once(kernel, initrd, *, cpu: str, nic: str, mem_mb: int, path: str = "p
         kernel_version=facts.kernel, mosix=facts.mosix,
         initrd_start=facts.initrd_start, initrd_moved_to=facts.initrd_moved_to,
         drivers=facts.drivers, warnings=watch.warnings, high_initrd=high_initrd,
-        kernel_started=KERNEL_FIRST_LINE in watch.transcript)
+        kernel_started=KERNEL_FIRST_LINE in watch.transcript,
+        firmware=firmware if path == "pxe" else None)
     if high_initrd:
         result.notes.append("initrd forced high: booted a copy with initrd_addr_max=0xffffffff")
     if nic_note:
@@ -255,7 +276,7 @@ def run_case(case: BootCase, log_dir: Path, cancel: threading.Event | None = Non
                          mem_mb=case.mem_mb, path=case.path, append=case.append,
                          log_path=Path(log_dir) / log_name, timeout=case.timeout,
                          mac=case.mac, variant=case.variant, line=case.line,
-                         high_initrd=case.high_initrd, cancel=cancel)
+                         high_initrd=case.high_initrd, firmware=case.firmware, cancel=cancel)
 
     first = attempt(f"{case.name}.log")
     if not first.infrastructure_shaped or (cancel is not None and cancel.is_set()):
@@ -278,6 +299,8 @@ def validate_cases(cases: list[BootCase]) -> None:
         raise UserError(f"boot matrix has duplicate cases (their logs would collide): {duplicates}")
     for case in cases:
         _check_boot_path(case.path, None, None)
+        if case.path == "pxe":
+            check_firmware(case.firmware)
         boot_nic, _ = boot_nic_for(case.nic)
         machine = machine_for("i386", cpu=case.cpu, nic=boot_nic, mem_mb=case.mem_mb, mac=case.mac)
         machine.qemu_path()
@@ -291,7 +314,8 @@ def validate_cases(cases: list[BootCase]) -> None:
 def progress_line(index: int, total: int, result: BootResult) -> str:
     seconds = f"{result.seconds:.1f}s" if result.seconds is not None else "-"
     detail = f" {result.kind}: {result.console_line}" if result.kind else ""
-    return f"[{index}/{total}] {result.name}: {result.verdict} {seconds}{detail}"
+    how = f" ({result.route})" if result.firmware else ""
+    return f"[{index}/{total}] {result.name}{how}: {result.verdict} {seconds}{detail}"
 
 
 def run_matrix(cases: list[BootCase], *, log_dir: Path, jobs: int = 1,

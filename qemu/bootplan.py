@@ -26,15 +26,19 @@ def boot_cases(line, variant) -> list[BootCase]:
     """PXE boots: the profile's first boot NIC at every memory size, its
     other boot NICs once; a card QEMU lacks boots through the firmware NIC
     and must come up without an interface.  At the plan's high_initrd_at_mb
-    the initrd is forced above low memory."""
+    the initrd is forced above low memory.  The first NIC's boot at
+    firmware_rom_at_mb runs the NIC's own PXE ROM; the others start iPXE as
+    QEMU's kernel (same pxelinux, TFTP tree and kernel path, no ROM waits)."""
     plan = line.boot
     nics = matrix.nic_profile(variant.nic).boot_nics
     cells = [(nics[0], mem) for mem in plan.memory_mb] + [(nic, plan.extra_nics_at_mb) for nic in nics[1:]]
     kernel = build.out_dir(line, variant) / "bzImage"
     append = APPEND_CPIO if line.initrd_format == "cpio" else APPEND_EXT2
+    rom_cell = (nics[0], plan.firmware_rom_at_mb)
     return [BootCase(kernel=kernel, initrd=initrd_path(line), variant=variant.name, cpu=variant.cpu,
                      nic=nic, mem_mb=mem, path=plan.path, append=append, line=line.name,
-                     high_initrd=mem == plan.high_initrd_at_mb)
+                     high_initrd=mem == plan.high_initrd_at_mb,
+                     firmware="rom" if (nic, mem) == rom_cell else "ipxe")
             for nic, mem in cells]
 
 

@@ -40,7 +40,7 @@ from common.records import jsonable
 from initrd.nfsroot import (booted_file, compile_nfsinit, done_file, make_nfsroot_initrd, make_node_root,
                             parse_booted, parse_done)
 from qemu.facts import parse_boot_facts
-from qemu.machine import machine_for, nic_models
+from qemu.machine import IPXE_DHCP_SCRIPT, machine_for, nic_models
 from qemu.netns import NetNamespace, remove_stale_namespaces, require_tool
 from qemu.nfs import NfsServer
 from common.procs import die_with_parent
@@ -56,6 +56,9 @@ from rootfs.tftp import BootImages, nfs_options, pxe_nodes, write_tftp_tree
 NODE_APPEND = "console=ttyS0,115200 panic=1 rw init=/sbin/init"
 # QEMU user networking: the host (here: the namespace's loopback) is 10.0.2.2.
 USER_NET_SERVER = "10.0.2.2"
+# The cluster's nodes fetch pxelinux.0 with iPXE started as QEMU's kernel
+# (no ROM banner or ProxyDHCP wait); the boot test keeps a ROM boot per variant.
+CLUSTER_FIRMWARE = "ipxe"
 DEFAULT_PSEUDO = "/opt/ltsp/i386"        # LTSP 3's node root, as cluster.toml has it
 BRIDGE = "br0"
 # The init prints this once it runs from the NFS root and knows its address:
@@ -269,6 +272,7 @@ class NodeResult:
     booted: dict | None = None           # server side: booted-<name>
     done: dict[str, bool] = field(default_factory=dict)   # server side: done-<ip>
     problems: list[str] = field(default_factory=list)
+    route: str = f"pxe/{CLUSTER_FIRMWARE}"      # how the node reached its kernel
 
     @property
     def ip(self) -> str | None:
@@ -389,11 +393,14 @@ def _validate(cluster: Cluster, nodes, kernels) -> dict[str, Path]:
 def _node_argv(namespace: NetNamespace, cluster: Cluster, node, tap: str) -> list[str]:
     machine = machine_for("i386", cpu=node.cpu, nic=node.nic, mem_mb=node.memory_mb,
                           mac=node.mac, name=f"ltsp-mosix-{cluster.name}-{node.name}")
+    # iPXE as QEMU's kernel asks dnsmasq for its address and loader, as the
+    # NIC's ROM would, without the ROM's banner wait (qemu.machine.FIRMWARES).
+    romfile, start = machine.firmware_args(CLUSTER_FIRMWARE, IPXE_DHCP_SCRIPT)
+    device = f"{machine.nic.name},netdev=n0,mac={machine.mac}" + (f",romfile={romfile}" if romfile is not None else "")
     return namespace.argv([
         machine.qemu_path(), *machine.common_args("pxe"),
         "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
-        "-device", f"{machine.nic.name},netdev=n0,mac={machine.mac}",
-        "-boot", "n"])
+        "-device", device, *start])
 
 
 def _boot_node(argv, result: NodeResult, logs: Path, timeout: float,
@@ -562,7 +569,7 @@ def node_line(result: NodeResult) -> str:
     total = f"{result.seconds:.1f}s" if result.seconds is not None else "-"
     pings = " ".join(f"{ip}:{'ok' if ok else 'FAILED'}" for ip, ok in result.pings.items()) or "-"
     verdict = "pass" if result.passed else f"FAIL ({'; '.join(result.problems)})"
-    return (f"{result.name} {result.variant} ip={result.ip} boot={boot} total={total} "
+    return (f"{result.name} {result.variant} {result.route} ip={result.ip} boot={boot} total={total} "
             f"pings=[{pings}]: {verdict}")
 
 

@@ -67,6 +67,44 @@ def kernel_only_nics() -> dict[str, str]:
     return {card.name: card.note for card in matrix.cards().values() if not card.qemu}
 
 
+# PXE firmware.  "rom": the NIC's own iPXE option ROM (Debian ipxe-qemu)
+# runs from the BIOS, as on a lab node; it waits 3 s at its Ctrl-B banner and
+# 2 s for ProxyDHCP offers before it fetches pxelinux.0.  "ipxe": Debian's
+# `ipxe` package's ipxe.lkrn, the same iPXE as a Linux kernel image, is
+# QEMU's -kernel and runs the script on its command line: no banner, no
+# ProxyDHCP wait.  Both hand over to the same pxelinux.0, per-MAC config,
+# TFTP tree and kernel path; only the firmware's waits differ.
+FIRMWARES = ("ipxe", "rom")
+IPXE_LKRN = Path("/usr/lib/ipxe/ipxe.lkrn")
+IPXE_PACKAGE = "ipxe"
+
+# QEMU's user network: the guest's address and the host's (its DHCP and
+# TFTP server).  iPXE takes the guest address as the DHCP server would give
+# it; `|| reboot` turns a failed fetch into a QEMU exit (-no-reboot) at once.
+USER_NET_GUEST = "10.0.2.15"
+USER_NET_HOST = "10.0.2.2"
+IPXE_USER_NET_SCRIPT = (
+    f"ifopen net0 && set net0/ip {USER_NET_GUEST} && set net0/netmask 255.255.255.0 && "
+    f"set net0/gateway {USER_NET_HOST} && set next-server {USER_NET_HOST} && "
+    f"chain tftp://{USER_NET_HOST}/pxelinux.0 || reboot")
+# On a network with a DHCP server (the cluster's dnsmasq): ask it, as the
+# ROM would; its dhcp-boot names the loader.
+IPXE_DHCP_SCRIPT = "dhcp net0 && chain tftp://${next-server}/${filename} || reboot"
+
+
+def ipxe_kernel() -> Path:
+    if not IPXE_LKRN.is_file():
+        raise InfraError(f"{IPXE_LKRN} not found: install the Debian package `{IPXE_PACKAGE}`")
+    return IPXE_LKRN
+
+
+def check_firmware(firmware: str) -> None:
+    if firmware not in FIRMWARES:
+        raise UserError(f"unknown PXE firmware {firmware!r}: valid are {', '.join(FIRMWARES)}")
+    if firmware == "ipxe":
+        ipxe_kernel()
+
+
 # QEMU's pc machine keeps at most 3.5 GB below 4 GB, and from -m 3584 on it
 # aligns that to 3 GB, mapping the rest above 4 GB where a non-PAE i386
 # kernel cannot see it (measured: -m 3584 -> MemTotal ~3.0 GB).  More than
@@ -169,16 +207,27 @@ class QemuMachine:
                 *self._nic_args("", romfile=""),
                 "-kernel", str(kernel), "-initrd", str(initrd), "-append", append]
 
-    def pxe_boot(self, tftp_root) -> list[str]:
-        """Firmware PXE (iPXE ROM of the NIC) -> pxelinux.0 from tftp_root."""
+    def firmware_args(self, firmware: str, script: str) -> tuple[str | None, list[str]]:
+        """(romfile for the NIC, arguments that start the firmware): the
+        NIC's ROM from the BIOS, or ipxe.lkrn as the kernel running script
+        (the NIC then gets no ROM, so only one iPXE runs)."""
+        check_firmware(firmware)
+        if firmware == "rom":
+            return None, ["-boot", "n"]
+        return "", ["-kernel", str(ipxe_kernel()), "-append", script]
+
+    def pxe_boot(self, tftp_root, firmware: str = "ipxe") -> list[str]:
+        """PXE firmware (FIRMWARES) -> pxelinux.0 from tftp_root over QEMU's
+        user network."""
         tftp_root = Path(tftp_root)
         _require_file(tftp_root / "pxelinux.0", "PXE boot loader")
         if "," in str(tftp_root.resolve()):
             raise UserError(f"TFTP root {tftp_root} contains a comma, which QEMU's "
                             f"-netdev option syntax cannot carry")
+        romfile, start = self.firmware_args(firmware, IPXE_USER_NET_SCRIPT)
         return [self.qemu_path(), *self.common_args("pxe"),
-                *self._nic_args(f",tftp={tftp_root.resolve()},bootfile=pxelinux.0"),
-                "-boot", "n"]
+                *self._nic_args(f",tftp={tftp_root.resolve()},bootfile=pxelinux.0", romfile=romfile),
+                *start]
 
 
 class I386Pc(QemuMachine):

@@ -13,7 +13,7 @@ SUITE_NAME = "ltsp-mosix boot matrix"
 
 
 def _row_key(result: BootResult) -> tuple[str, str, str, str]:
-    return (result.line, result.variant, result.nic, result.path)
+    return (result.line, result.variant, result.nic, result.route)
 
 
 def _cell(result: BootResult | None) -> str:
@@ -26,12 +26,13 @@ def _cell(result: BootResult | None) -> str:
 
 
 def _matrix(results: list[BootResult]) -> tuple[list[str], list[list[str]]]:
-    """Rows: line x variant x NIC x boot path; columns: memory sizes."""
+    """Rows: line x variant x NIC x route (direct, pxe/ipxe, pxe/rom);
+    columns: memory sizes."""
     mems = sorted({r.mem_mb for r in results})
     cells: dict[tuple, dict[int, BootResult]] = {}
     for result in results:
         cells.setdefault(_row_key(result), {})[result.mem_mb] = result
-    header = ["line", "variant", "nic", "path"] + [f"{mem} MB" for mem in mems]
+    header = ["line", "variant", "nic", "route"] + [f"{mem} MB" for mem in mems]
     rows = [list(key) + [_cell(by_mem.get(mem)) for mem in mems]
             for key, by_mem in cells.items()]
     return header, rows
@@ -108,7 +109,7 @@ def markdown(results: list[BootResult], report_dir: Path, title: str = SUITE_NAM
     for r in results:
         link = os.path.relpath(Path(r.log_path).resolve(), Path(report_dir).resolve())
         details.append([
-            _md_escape(r.name), r.verdict,
+            _md_escape(r.name), r.route, r.verdict,
             f"{r.seconds:.1f}" if r.seconds is not None else "-",
             _md_escape(r.kind or ""), _md_escape(r.console_line or "") if not r.passed else "",
             _md_escape(" ".join(r.interfaces)),
@@ -116,7 +117,7 @@ def markdown(results: list[BootResult], report_dir: Path, title: str = SUITE_NAM
             _md_escape("; ".join(r.notes)),
             f"[log]({link.replace(' ', '%20')})",
         ])
-    out += _md_table(["boot", "verdict", "seconds", "kind", "line", "interfaces",
+    out += _md_table(["boot", "route", "verdict", "seconds", "kind", "line", "interfaces",
                       "MemTotal", "notes", "console"], details)
     return "\n".join(out) + "\n"
 

@@ -13,6 +13,7 @@ from common import paths
 from common.errors import InfraError, UserError
 from common.hashing import sha256_file
 from kernels import build
+from qemu.boot import route
 from qemu.bootplan import boot_results_path
 from release import package
 from release.gates import gate_refusals, relocated_initrd
@@ -57,7 +58,8 @@ def make_packages(line, variants, staging: Path, *, initrd: Path, overlay: Path 
 def _manifest_entry(path: Path, line, variant, record: dict, boots: dict) -> dict:
     verdicts, relocations = {}, {}
     for boot in boots["boots"]:
-        how = f"{boot['nic']}/{boot['path']}" + ("/high-initrd" if boot.get("high_initrd") else "")
+        how = (f"{boot['nic']}/{route(boot['path'], boot.get('firmware'))}"
+               + ("/high-initrd" if boot.get("high_initrd") else ""))
         verdicts.setdefault(f"{boot['mem_mb']}M", {})[how] = boot["verdict"]
         if moved := relocated_initrd(boot):
             relocations[f"{boot['mem_mb']}M"] = moved

@@ -50,6 +50,9 @@ def render_dnsmasq_conf(cluster: Cluster, *, interface: str, tftp_root: Path) ->
         "dhcp-authoritative\n"
         f"dhcp-option=option:root-path,{root_path(cluster)}\n"
         "dhcp-boot=pxelinux.0\n"
+        "# iPXE option 175.176 (no-pxedhcp): no ProxyDHCP on this network, so iPXE\n"
+        "# need not wait 2 s for one (PXE ROMs and pxelinux ignore it)\n"
+        "dhcp-option=encap:175,176,1b\n"
         "enable-tftp\n"
         f"tftp-root={tftp_root}\n"
         + hosts

@@ -11,7 +11,8 @@ from common.errors import InfraError, UserError
 from common.mac import normalise_mac
 from qemu import machine as machine_module
 from qemu.boot import BootCase, boot_once, run_matrix
-from qemu.machine import I386Pc, boot_nic_for, cpu_models, kernel_only_nics, machine_for, nic_models
+from qemu.machine import (IPXE_LKRN, IPXE_USER_NET_SCRIPT, I386Pc, boot_nic_for, cpu_models, kernel_only_nics,
+                          machine_for, nic_models)
 
 MAC = "52:54:00:aa:bb:01"
 
@@ -58,15 +59,44 @@ def test_p4_model_is_a_pentium3_with_sse2_and_netburst_family():
 
 @pytest.mark.parametrize("nic", sorted(nic_models()))
 @pytest.mark.parametrize("mem", [128, 512, 3584])
-def test_pxe_command_line(files, nic, mem):
+def test_pxe_command_line_through_the_nic_rom(files, nic, mem):
     _, _, tftp = files
-    argv = I386Pc(cpu="pentium", nic=nic, mem_mb=mem, mac=MAC).pxe_boot(tftp)
+    argv = I386Pc(cpu="pentium", nic=nic, mem_mb=mem, mac=MAC).pxe_boot(tftp, firmware="rom")
     assert argv[0].endswith("qemu-system-i386")
     assert _value(argv, "-m") == str(mem)
     assert _value(argv, "-netdev") == f"user,id=n0,restrict=on,tftp={tftp.resolve()},bootfile=pxelinux.0"
     assert _value(argv, "-device") == f"{nic},netdev=n0,mac={MAC}"
     assert _value(argv, "-boot") == "n"
     assert "-kernel" not in argv
+
+
+@pytest.mark.parametrize("nic", sorted(nic_models()))
+def test_pxe_command_line_through_ipxe_as_the_kernel(files, nic):
+    """The default firmware: ipxe.lkrn is QEMU's kernel and its script
+    fetches the same pxelinux.0 over the same user network; the NIC carries
+    no ROM, so only one iPXE runs."""
+    _, _, tftp = files
+    argv = I386Pc(cpu="pentium", nic=nic, mem_mb=512, mac=MAC).pxe_boot(tftp)
+    assert _value(argv, "-netdev") == f"user,id=n0,restrict=on,tftp={tftp.resolve()},bootfile=pxelinux.0"
+    assert _value(argv, "-device") == f"{nic},netdev=n0,mac={MAC},romfile="
+    assert _value(argv, "-kernel") == str(IPXE_LKRN)
+    assert _value(argv, "-append") == IPXE_USER_NET_SCRIPT
+    assert "chain tftp://10.0.2.2/pxelinux.0" in IPXE_USER_NET_SCRIPT
+    assert "-boot" not in argv and "-initrd" not in argv
+    assert _value(argv, "-cpu") == "pentium,+fxsr"       # the firmware needs it, as the ROM does
+
+
+def test_unknown_firmware_is_refused_by_name(files):
+    _, _, tftp = files
+    with pytest.raises(UserError, match="unknown PXE firmware 'uefi'"):
+        I386Pc(cpu="pentium", nic="e1000", mem_mb=512).pxe_boot(tftp, firmware="uefi")
+
+
+def test_missing_ipxe_lkrn_names_its_package(files, monkeypatch):
+    _, _, tftp = files
+    monkeypatch.setattr(machine_module, "IPXE_LKRN", Path("/nonexistent/ipxe.lkrn"))
+    with pytest.raises(InfraError, match="install the Debian package `ipxe`"):
+        I386Pc(cpu="pentium", nic="e1000", mem_mb=512).pxe_boot(tftp)
 
 
 def test_direct_command_line(files):

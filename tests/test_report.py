@@ -8,10 +8,11 @@ from qemu.boot import BootResult, progress_line
 from qemu.report import format_table, junit_xml, markdown, write_reports
 
 
-def _result(variant, nic, mem, verdict, seconds, kind=None, line=None, log_dir=Path("/r/logs"), **extra):
-    name = f"linux-6.1-{variant}-{nic}-{mem}M-pxe"
+def _result(variant, nic, mem, verdict, seconds, kind=None, line=None, log_dir=Path("/r/logs"),
+            firmware="ipxe", **extra):
+    name = f"linux-6.1-{variant}-{nic}-{mem}M-pxe" + ("-rom" if firmware == "rom" else "")
     return BootResult(name=name, line="linux-6.1", variant=variant, cpu=variant.split("-")[0],
-                      nic=nic, boot_nic=nic, mem_mb=mem, path="pxe", verdict=verdict,
+                      nic=nic, boot_nic=nic, mem_mb=mem, path="pxe", firmware=firmware, verdict=verdict,
                       seconds=seconds, kind=kind, console_line=line,
                       log_path=log_dir / f"{name}.log", **extra)
 
@@ -21,7 +22,7 @@ def results(tmp_path):
     logs = tmp_path / "logs"
     return [
         _result("pentium", "e1000", 512, "pass", 7.2, log_dir=logs, interfaces=["lo", "eth0"],
-                mem_total_kb=515396),
+                mem_total_kb=515396, firmware="rom"),
         _result("pentium", "e1000", 3584, "fail", 9.1, "initrd-beyond-memory",
                 "initrd extends beyond end of memory (0x7ff5c000 > 0x38000000)", log_dir=logs),
         _result("athlon", "rtl8139", 512, "hang", 60.0, "timeout",
@@ -34,9 +35,11 @@ def results(tmp_path):
 def test_table_is_variant_by_nic_by_memory(results):
     table = format_table(results)
     lines = table.splitlines()
-    assert lines[0].split() == ["line", "variant", "nic", "path", "512", "MB", "3584", "MB"]
-    pentium = next(l for l in lines if " pentium " in l and "e1000" in l)
-    assert "pass 7.2s" in pentium and "fail initrd-beyond-memory" in pentium
+    assert lines[0].split() == ["line", "variant", "nic", "route", "512", "MB", "3584", "MB"]
+    # one row per route: the ROM boot and the iPXE-kernel boots apart
+    rom = next(l for l in lines if " pentium " in l and "pxe/rom" in l)
+    ipxe = next(l for l in lines if " pentium " in l and "pxe/ipxe" in l)
+    assert "pass 7.2s" in rom and "fail initrd-beyond-memory" in ipxe
     athlon = next(l for l in lines if " athlon " in l)
     assert "hang timeout" in athlon and athlon.rstrip().endswith("-")   # no 3584 MB cell
     assert lines[-1] == "4 boots: 2 pass, 1 fail, 1 hang"
@@ -58,7 +61,7 @@ def test_junit_parses_and_has_one_testcase_per_boot(results):
     assert cases[0].find("failure") is None and cases[0].find("error") is None
     assert cases[0].find("system-out").text == str(results[0].log_path)
     assert cases[0].get("classname") == "pentium"
-    assert cases[0].get("name") == "e1000-512M-pxe"
+    assert cases[0].get("name") == "e1000-512M-pxe-rom"
 
 
 def test_junit_files_an_infrastructure_failure_as_error(results):
@@ -72,7 +75,8 @@ def test_markdown_links_every_log_relatively(results, tmp_path):
     text = markdown(results, tmp_path)
     for result in results:
         assert f"[log](logs/{result.log_path.name})" in text
-    assert "| pentium | e1000 | pxe | pass 7.2s | fail initrd-beyond-memory |" in text
+    assert "| pentium | e1000 | pxe/rom | pass 7.2s | - |" in text
+    assert "| pentium | e1000 | pxe/ipxe | - | fail initrd-beyond-memory |" in text
     # A pipe in a note must not break the table.
     assert "driver present, no card to bind \\| epic100" in text
 
@@ -86,9 +90,9 @@ def test_write_reports_writes_three_files_atomically(results, tmp_path):
 
 def test_progress_line(results):
     assert progress_line(2, 4, results[1]) == (
-        "[2/4] linux-6.1-pentium-e1000-3584M-pxe: fail 9.1s initrd-beyond-memory: "
+        "[2/4] linux-6.1-pentium-e1000-3584M-pxe (pxe/ipxe): fail 9.1s initrd-beyond-memory: "
         "initrd extends beyond end of memory (0x7ff5c000 > 0x38000000)")
-    assert progress_line(1, 4, results[0]) == "[1/4] linux-6.1-pentium-e1000-512M-pxe: pass 7.2s"
+    assert progress_line(1, 4, results[0]) == "[1/4] linux-6.1-pentium-e1000-512M-pxe-rom (pxe/rom): pass 7.2s"
 
 
 def test_what_counts_as_infrastructure_shaped(results):

@@ -57,7 +57,8 @@ def _boot(kernel, initrd, logs, **kwargs):
     kwargs.setdefault("nic", "e1000")
     kwargs.setdefault("mem_mb", 512)
     kwargs.setdefault("timeout", 90)
-    name = f"{kwargs.get('variant', 'test')}-{kwargs.get('path', 'pxe')}-{kwargs['nic']}-{kwargs['mem_mb']}"
+    name = (f"{kwargs.get('variant', 'test')}-{kwargs.get('path', 'pxe')}-{kwargs.get('firmware', 'ipxe')}-"
+            f"{kwargs['nic']}-{kwargs['mem_mb']}")
     result = boot_once(kernel, initrd, log_path=logs / f"{name}.log", **kwargs)
     print(f"{result.name}: {result.verdict} {result.seconds}s log={result.log_path}")
     return result
@@ -78,10 +79,12 @@ def test_direct_boot_reaches_the_marker(bzimage_61, initrd_61, logs):
     assert result.log_path.is_file() and "LTSP-MOSIX-BOOT-OK" in result.log_path.read_text()
 
 
-@pytest.mark.parametrize("mem_mb", [512, 3584])
-def test_pxe_boot_with_e1000(bzimage_61, initrd_61, logs, mem_mb):
-    result = _boot(bzimage_61, initrd_61, logs, path="pxe", mem_mb=mem_mb)
+@pytest.mark.parametrize("mem_mb,firmware", [(512, "rom"), (512, "ipxe"), (3584, "ipxe")])
+def test_pxe_boot_with_e1000(bzimage_61, initrd_61, logs, mem_mb, firmware):
+    """Both firmwares reach the same pxelinux, per-MAC entry and kernel."""
+    result = _boot(bzimage_61, initrd_61, logs, path="pxe", mem_mb=mem_mb, firmware=firmware)
     assert result.passed, _explain(result)
+    assert result.route == f"pxe/{firmware}"
     log = result.log_path.read_text()
     assert "PXELINUX" in log and "Loading lts/linux-6.1/vmlinuz-test... ok" in log
     if mem_mb == 3584:

@@ -25,12 +25,18 @@ def test_two_variants_boot_in_parallel_and_report(kernel_61):
     assert {b["nic"] for b in specific["boots"]} == {"epic100"}
     assert all(b["boot_nic"] == "e1000" and b["interfaces"] in ([], ["lo"]) for b in specific["boots"])
     assert all(any("driver present, no card to bind" in note for note in b["notes"]) for b in specific["boots"])
+    # Each variant keeps one boot through its NIC's PXE ROM; the others start iPXE as the kernel.
+    for record in (plain, specific):
+        routes = sorted(f"{b['nic']}-{b['mem_mb']}:{b['firmware']}" for b in record["boots"])
+        assert [r for r in routes if r.endswith(":rom")] == [f"{record['boots'][0]['nic']}-512:rom"], routes
+        assert all(b["firmware"] in ("rom", "ipxe") and b["path"] == "pxe" for b in record["boots"])
 
     for name in ("junit.xml", "report.md", "matrix.txt"):       # refreshed by every variant's boots
         assert (BOOT / name).is_file()
     cases = ElementTree.parse(BOOT / "junit.xml").getroot().iter("testcase")
     names = {f"{c.get('classname')}/{c.get('name')}" for c in cases}
-    assert {"pentium/e1000-3584M-pxe", "pentium-epic100/epic100-3584M-pxe"} <= names
+    assert {"pentium/e1000-3584M-pxe", "pentium/e1000-512M-pxe-rom",
+            "pentium-epic100/epic100-3584M-pxe", "pentium-epic100/epic100-512M-pxe-rom"} <= names
     suites = {s.get("name") for s in ElementTree.parse(BOOT / "junit.xml").getroot().iter("testsuite")}
     assert suites == {"linux-6.1"}
     assert "logs/" in (BOOT / "report.md").read_text()
