@@ -12,7 +12,7 @@ from common.errors import LtspError
 from initrd import tasks as image_tasks
 from kernels import build, kconfig, matrix
 from kernels import tasks as kernel_tasks
-from kernels import toolchain, tree
+from kernels import seed, toolchain, tree
 from qemu import bootplan
 from qemu import tasks as lab_tasks
 from release import tasks as release_tasks
@@ -102,9 +102,12 @@ def task_kernel():
     make_vars = _or_message(lambda: list(toolchain.for_line(LINE).make_vars))
     for variant in LINE.variants():
         out = build.out_dir(LINE, variant)
+        base = seed.base_variant(LINE, variant) if seed.seeding_enabled() else None
         yield {
             "name": variant.name,
             "actions": [_run(kernel_tasks.build_variant, LINE, variant)],
+            # a NIC-specific variant starts from its CPU's build (kernels/seed.py)
+            "task_dep": [f"kernel:{base.name}"] if base else [],
             "file_dep": [str(kconfig.final_config_path(LINE, variant)), str(tree.stamp_path(LINE))],
             "targets": [str(out / "bzImage"), str(out / "build.json")],
             "uptodate": [config_changed({"make": make_vars, "epoch": build.source_date_epoch(LINE)})],

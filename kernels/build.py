@@ -13,7 +13,7 @@ from common.data import read_toml, require
 from common.errors import KernelFailure, UserError
 from common.hashing import sha256_file
 from common.paths import configs_dir
-from kernels import kconfig, toolchain, tree
+from kernels import kconfig, seed, toolchain, tree
 from kernels.fragments import read_config_values
 from kernels.runner import run_logged
 
@@ -54,6 +54,9 @@ def build(line, variant) -> dict:
     env = reproducible_env(line)
     jobs = f"-j{toolchain.parallel_jobs()}"
     objdir = tree.recovered_object_dir(line, variant, label)
+    base = seed.base_variant(line, variant)
+    if base is not None:
+        seed.seed_object_dir(line, variant, out_dir(line, base) / "build.json", label)
     _install_config(line, variant, objdir)
     if line.config_system == "cml1":
         _seed_version_counter(objdir)
@@ -70,7 +73,7 @@ def build(line, variant) -> dict:
     seconds = round(time.monotonic() - start, 1)
     verify_nic_drivers(variant, objdir / ".config", objdir / "System.map")
     verify_builtin_code(variant, objdir / ".config", objdir / "System.map")
-    record = _collect(line, variant, objdir, log, seconds, chain)
+    record = _collect(line, variant, objdir, log, seconds, chain, seed.seeded_from(objdir))
     marker.unlink()
     return record
 
@@ -134,7 +137,8 @@ def verify_builtin_code(variant, config: Path, system_map: Path) -> None:
                             f"object missing from the link?)\n" + "\n".join(missing))
 
 
-def _collect(line, variant, objdir: Path, log: Path, seconds: float, chain) -> dict:
+def _collect(line, variant, objdir: Path, log: Path, seconds: float, chain,
+             seeded_from: str | None) -> dict:
     out = out_dir(line, variant)
     staging = out.with_name("out.tmp")
     shutil.rmtree(staging, ignore_errors=True)
@@ -146,6 +150,7 @@ def _collect(line, variant, objdir: Path, log: Path, seconds: float, chain) -> d
                       (objdir / ".config", "config"), (log, "build.log")):
         shutil.copyfile(src, staging / name)
     record = build_record(line, variant, staging, seconds, chain, kernel_release(objdir))
+    record["seeded_from"] = seeded_from
     (staging / "build.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     os.replace(staging, out)

@@ -70,6 +70,23 @@ def _start_options(line, variant, objdir: Path, log: Path, label: str) -> dict[s
     return parse_fragment(defconfig, strict=False)
 
 
+def reapply_config(line, variant) -> None:
+    """Put the variant's audited config into its (seeded) 2.4 tree and run
+    oldconfig again, which regenerates include/linux/autoconf.h from it;
+    the result must still be the audited config."""
+    objdir = tree.object_dir(line, variant)
+    final = final_config_path(line, variant)
+    label = f"kernel:{variant.name}"
+    paths.atomic_write_bytes(objdir / ".config", final.read_bytes())
+    log = paths.variant_dir(line.name, variant.name) / "config.log"
+    with log.open("a") as out:
+        out.write(f"--- {label}: oldconfig again in the seeded tree\n")
+    _cml1_oldconfig(line, variant, objdir, log)
+    if (objdir / ".config").read_bytes() != final.read_bytes():
+        raise UserError(f"{label}: oldconfig in the seeded tree changed the audited config {final} "
+                        f"(log: {log}); run doit config:{variant.name}")
+
+
 NEW_QUESTION = re.compile(r"\((CONFIG_[A-Za-z0-9_]+)\)[^\n]*\n?\(NEW\)")
 
 

@@ -54,16 +54,40 @@ def test_nic_specific_kernel_carries_only_its_driver(kernel_61):
     assert not symbols & {probes[o] for o in probes if o != "CONFIG_EPIC100"}
 
 
-def test_two_clean_builds_give_the_same_bzimage(kernel_61, tmp_path):
-    """The second build starts from nothing in another build dir (another
-    path), unpacks the source again and compiles without ccache: the bytes
-    must match."""
-    other = tmp_path / "build"
+@pytest.fixture(scope="module")
+def second_build_dir(kernel_61, tmp_path_factory):
+    """A build dir of its own (another path) where pentium is built again
+    from nothing: the source unpacked again, no ccache."""
+    other = tmp_path_factory.mktemp("second") / "build"
     run_doit("kernel:pentium", env=project_env(LTSP_MOSIX_BUILD_DIR=str(other), LTSP_MOSIX_CCACHE="0"))
-    second = other / "linux-6.1" / "variants" / "pentium" / "out" / "bzImage"
+    return other
+
+
+def test_two_clean_builds_give_the_same_bzimage(kernel_61, second_build_dir):
+    second = second_build_dir / "linux-6.1" / "variants" / "pentium" / "out" / "bzImage"
     first_sha = sha256_file(kernel_61)
     assert sha256_file(second) == first_sha
     print(f"two clean builds of pentium: sha256 {first_sha}")
+
+
+def test_a_seeded_nic_variant_is_byte_identical_to_a_clean_build(second_build_dir):
+    """pentium-3c590 built from pentium's finished objects (kernels/seed.py),
+    then its tree and output removed and built clean (seeding off): the
+    same bytes, and the seeded build a fraction of the time."""
+    env = project_env(LTSP_MOSIX_BUILD_DIR=str(second_build_dir), LTSP_MOSIX_CCACHE="0")
+    variant_dir = second_build_dir / "linux-6.1" / "variants" / "pentium-3c590"
+    result = run_doit("kernel:pentium-3c590", env=env)
+    assert "object tree seeded from pentium's build" in result.stdout, result.stdout[-2000:]
+    seeded = json.loads((variant_dir / "out" / "build.json").read_text())
+    assert seeded["seeded_from"] == "pentium"
+    shutil.rmtree(variant_dir / "obj")
+    shutil.rmtree(variant_dir / "out")
+    run_doit("kernel:pentium-3c590", env={**env, "LTSP_MOSIX_SEED": "0"})
+    clean = json.loads((variant_dir / "out" / "build.json").read_text())
+    assert clean["seeded_from"] is None
+    print(f"pentium-3c590: seeded make {seeded['build_seconds']}s, clean make {clean['build_seconds']}s, "
+          f"bzImage {clean['bzImage']['sha256']}")
+    assert clean["bzImage"] == seeded["bzImage"]
 
 
 def test_unknown_variant_lists_the_valid_ones():

@@ -129,7 +129,27 @@ def test_every_variant_builds_verified_with_gcc12(line24_built):
         assert record["source"] == "verified" and record["kernel_release"] == "2.4.22"
         assert [(s["file"], s["sha256"]) for s in record["sources"]] == [(VANILLA_24, VANILLA_24_SHA256)]
         assert [p["name"] for p in record["patches"]][-1] == "0100-reproducible-compile-h.patch"
-        print(f"{record['variant']:<22} {record['build_seconds']:6.1f}s  bzImage {record['bzImage']['size']} bytes")
+        print(f"{record['variant']:<22} {record['build_seconds']:6.1f}s  bzImage {record['bzImage']['size']} bytes"
+              f"  seeded from {record['seeded_from']}")
+        # NIC-specific variants start from their CPU's objects (kernels/seed.py)
+        base = record["variant"].split("-")[0]
+        assert record["seeded_from"] == (base if "-" in record["variant"] else None)
+
+
+def test_a_seeded_nic_variant_is_byte_identical_to_a_clean_build(line24_built, tmp_path):
+    """pentium-3c590 as `doit kernel` built it (from pentium's objects) and
+    built clean in a build folder of its own, seeding off: the same bytes."""
+    seeded = json.loads((line24_built.out("pentium-3c590") / "build.json").read_text())
+    assert seeded["seeded_from"] == "pentium"
+    clean_dir = tmp_path / "clean"
+    line24_built.doit("kernel:pentium-3c590", LTSP_MOSIX_BUILD_DIR=str(clean_dir), LTSP_MOSIX_SEED="0")
+    clean = json.loads((clean_dir / LINE / "variants" / "pentium-3c590" / "out" / "build.json").read_text())
+    assert clean["seeded_from"] is None
+    assert not (clean_dir / LINE / "variants" / "pentium" / "out").exists()     # no base was built
+    print(f"pentium-3c590: seeded {seeded['build_seconds']}s, clean {clean['build_seconds']}s, "
+          f"bzImage {clean['bzImage']['sha256']}")
+    assert clean["bzImage"] == seeded["bzImage"]
+    assert clean["config_sha256"] == seeded["config_sha256"]
 
 
 def test_check_passes_on_the_vanilla_line(line24_built):
