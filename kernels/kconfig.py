@@ -70,11 +70,10 @@ def _start_options(line, variant, objdir: Path, log: Path, label: str) -> dict[s
     return parse_fragment(defconfig, strict=False)
 
 
-def reapply_config(line, variant) -> None:
-    """Put the variant's audited config into its (seeded) 2.4 tree and run
+def reapply_config(line, variant, objdir: Path) -> None:
+    """Put the variant's audited config into a (seeded) 2.4 tree and run
     oldconfig again, which regenerates include/linux/autoconf.h from it;
     the result must still be the audited config."""
-    objdir = tree.object_dir(line, variant)
     final = final_config_path(line, variant)
     label = f"kernel:{variant.name}"
     paths.atomic_write_bytes(objdir / ".config", final.read_bytes())

@@ -79,14 +79,19 @@ def seed_object_dir(line, variant, out_record_of_base: Path, label: str) -> str 
         copied = _copy_tree(source, staging, shared=None)
     else:
         copied = _copy_tree(source, staging, shared=tree.src_dir(line))
-    (staging / ".config").unlink(missing_ok=True)
-    (staging / SEED_RECORD).write_text(f"{base.name}\n")
-    replace_tree(staging, objdir)
     if line.config_system == "cml1":
         # 2.4's oldconfig writes include/linux/autoconf.h from the variant's
         # config; make dep's split-include then touches the changed
         # include/config/*.h, which is what makes make rebuild their users.
-        kconfig.reapply_config(line, variant)
+        kconfig.reapply_config(line, variant, staging)
+    else:
+        # kbuild's syncconfig notices the new .config at the build itself.
+        shutil.copyfile(kconfig.final_config_path(line, variant), staging / ".config")
+    (staging / SEED_RECORD).write_text(f"{base.name}\n")
+    # Only a finished copy holding the variant's config takes the place of
+    # the tree: a run killed before this leaves the old tree (and a staging
+    # folder the next run removes).
+    replace_tree(staging, objdir)
     print(f"[{label}] object tree seeded from {base.name}'s build ({copied} files copied in "
           f"{time.monotonic() - start:.1f}s); make rebuilds what the NIC options change", flush=True)
     return base.name
