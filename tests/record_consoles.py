@@ -21,7 +21,6 @@ log it writes is the fixture, byte for byte.  Logs that no kernel of ours
 can produce on demand (an Oops, a BUG, a GPF, a CPU mismatch, QEMU dying)
 stay hand-written and are not listed in RECORDED.toml."""
 import argparse
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -36,7 +35,6 @@ sys.path.insert(0, str(ROOT))
 from common.hashing import sha256_file  # noqa: E402
 from kernels.unpack import safe_extract  # noqa: E402
 from qemu.boot import APPEND_CPIO, APPEND_EXT2, boot_once  # noqa: E402
-from qemu.hostile import make_hostile_bzimage  # noqa: E402
 from rootfs.pxetree import PxeNode, make_tftp_tree  # noqa: E402
 from tests.conftest import VANILLA_24, VANILLA_24_SHA256, shared_sources_dir  # noqa: E402
 
