@@ -101,3 +101,32 @@ def test_a_variant_with_a_build_of_its_own_is_not_reseeded(line_in, tmp_path):
     (objdir / "vmlinux").write_bytes(b"its own")
     assert seed.seed_object_dir(line_in, variant, tmp_path / "build.json", "kernel:x") is None
     assert (objdir / "vmlinux").read_bytes() == b"its own"
+
+
+def test_a_seeded_6_1_tree_holds_the_base_objects_and_the_variants_config(line_in, tmp_path, capsys):
+    from kernels import kconfig, tree
+    base, variant = line_in.variant("pentium"), line_in.variant("pentium-3c590")
+    base_obj = tree.object_dir(line_in, base)
+    (base_obj / "drivers" / "net").mkdir(parents=True)
+    (base_obj / "vmlinux").write_bytes(b"base vmlinux")
+    (base_obj / "drivers" / "net" / "e100.o").write_bytes(b"object")
+    for v, text in ((base, "CONFIG_E100=y\n"), (variant, "CONFIG_VORTEX=y\n")):
+        final = kconfig.final_config_path(line_in, v)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        final.write_text(text)
+    (base_obj / ".config").write_text("CONFIG_E100=y\n")
+    record = tmp_path / "build.json"
+    record.write_text("{}")
+    mine = tree.object_dir(line_in, variant)
+    mine.mkdir(parents=True)
+    (mine / ".config").write_text("CONFIG_VORTEX=y\n")       # what its config step left
+
+    assert seed.seed_object_dir(line_in, variant, record, "kernel:pentium-3c590") == "pentium"
+
+    assert (mine / "drivers" / "net" / "e100.o").read_bytes() == b"object"
+    assert (mine / ".config").read_text() == "CONFIG_VORTEX=y\n"
+    assert seed.seeded_from(mine) == "pentium" and seed.seeded_from(base_obj) is None
+    assert not mine.with_name(mine.name + ".seeding").exists()
+    assert "object tree seeded from pentium's build" in capsys.readouterr().out
+    # Built once, it rebuilds in its own tree from then on.
+    assert seed.seed_object_dir(line_in, variant, record, "kernel:pentium-3c590") is None
