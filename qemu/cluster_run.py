@@ -40,7 +40,7 @@ from common.records import jsonable
 from initrd.nfsroot import (booted_file, compile_nfsinit, done_file, make_nfsroot_initrd, make_node_root,
                             parse_booted, parse_done)
 from qemu.facts import parse_boot_facts
-from qemu.machine import IPXE_DHCP_SCRIPT, machine_for, nic_models
+from qemu.machine import IPXE_DHCP_SCRIPT, IPXE_USER_NET_SCRIPT, USER_NET_HOST, machine_for, nic_models
 from qemu.netns import NetNamespace, remove_stale_namespaces, require_tool
 from qemu.nfs import NfsServer
 from common.procs import die_with_parent
@@ -55,7 +55,7 @@ from rootfs.tftp import BootImages, nfs_options, pxe_nodes, write_tftp_tree
 # adds those): serial console, a panic ends QEMU, the init on the NFS root.
 NODE_APPEND = "console=ttyS0,115200 panic=1 rw init=/sbin/init"
 # QEMU user networking: the host (here: the namespace's loopback) is 10.0.2.2.
-USER_NET_SERVER = "10.0.2.2"
+USER_NET_SERVER = USER_NET_HOST
 # The cluster's nodes fetch pxelinux.0 with iPXE started as QEMU's kernel
 # (no ROM banner or ProxyDHCP wait); the boot test keeps a ROM boot per variant.
 CLUSTER_FIRMWARE = "ipxe"
@@ -188,13 +188,14 @@ def boot_nfsroot(kernel, state_dir, *, path: str = "direct", cpu: str = "pentium
                  nic: str = "e1000", mem_mb: int = 256, hostname: str = "nfsnode1",
                  mac: str = "52:54:00:67:01:01", pseudo: str = DEFAULT_PSEUDO,
                  kernel_version: str = "6.1", timeout: float = NFS_BOOT_TIMEOUT,
-                 isolate: bool = True) -> NfsBootResult:
+                 isolate: bool = True, firmware: str = "ipxe") -> NfsBootResult:
     """Boot one node with its root on NFS served from state_dir/root.
 
     isolate=True runs ganesha, rpcbind and QEMU in a NetNamespace of their
     own: QEMU's user network then reaches only that namespace's loopback
     (10.0.2.2 -> 127.0.0.1 there), not the host's network.  isolate=False
-    serves from the host (reusing a running rpcbind)."""
+    serves from the host (reusing a running rpcbind).  firmware: what fetches
+    pxelinux.0 on path="pxe" (qemu.machine.FIRMWARES)."""
     if path not in ("direct", "pxe"):
         raise UserError(f"unknown boot path {path!r}: valid are direct, pxe")
     if not _HOSTNAME.match(hostname):
@@ -209,17 +210,16 @@ def boot_nfsroot(kernel, state_dir, *, path: str = "direct", cpu: str = "pentium
     root = make_node_root(state_dir / "root", compile_nfsinit(state_dir / "init"))
     append = nfsroot_append(USER_NET_SERVER, pseudo, kernel_version)
     netdev = f"user,id=n0,hostname={hostname}"
-    device = f"{machine.nic.name},netdev=n0,mac={machine.mac}"
     if path == "direct":
         tail = ["-kernel", str(kernel), "-append", append]
-        device += ",romfile="           # no PXE ROM: QEMU loads the kernel itself
+        romfile = ""                    # no PXE ROM: QEMU loads the kernel itself
     else:
         node = PxeNode(machine.mac, kernel, make_nfsroot_initrd(state_dir / "initrd-nfsroot.cpio"),
                        append, variant="nfsroot")
         tftp = make_tftp_tree(state_dir / "tftp", [node])
         netdev += f",tftp={tftp},bootfile=pxelinux.0"
-        tail = ["-boot", "n"]
-    argv = [qemu, *machine.common_args(path), "-netdev", netdev, "-device", device, *tail]
+        romfile, tail = machine.firmware_args(firmware, IPXE_USER_NET_SCRIPT)
+    argv = [qemu, *machine.common_args(path), "-netdev", netdev, "-device", machine.nic_device(romfile), *tail]
     log_path = state_dir / "logs" / f"{hostname}-{path}.log"
     with ExitStack() as stack:
         stack.enter_context(_sigterm_as_interrupt())
@@ -396,11 +396,10 @@ def _node_argv(namespace: NetNamespace, cluster: Cluster, node, tap: str) -> lis
     # iPXE as QEMU's kernel asks dnsmasq for its address and loader, as the
     # NIC's ROM would, without the ROM's banner wait (qemu.machine.FIRMWARES).
     romfile, start = machine.firmware_args(CLUSTER_FIRMWARE, IPXE_DHCP_SCRIPT)
-    device = f"{machine.nic.name},netdev=n0,mac={machine.mac}" + (f",romfile={romfile}" if romfile is not None else "")
     return namespace.argv([
         machine.qemu_path(), *machine.common_args("pxe"),
         "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
-        "-device", device, *start])
+        "-device", machine.nic_device(romfile), *start])
 
 
 def _boot_node(argv, result: NodeResult, logs: Path, timeout: float,

@@ -188,13 +188,15 @@ class QemuMachine:
             args += ["-name", self.name.replace(",", ",,")]
         return args
 
+    def nic_device(self, romfile: str | None = None) -> str:
+        """-device value of the node's NIC on netdev n0 (romfile="": no ROM)."""
+        device = f"{self.nic.name},netdev=n0,mac={self.mac}"
+        return device + (f",romfile={romfile}" if romfile is not None else "")
+
     def _nic_args(self, netdev_options: str, romfile: str | None = None) -> list[str]:
         # restrict=on: the guest reaches QEMU's built-in DHCP/TFTP and
         # nothing else - no host ports, no outside network.
-        device = f"{self.nic.name},netdev=n0,mac={self.mac}"
-        if romfile is not None:
-            device += f",romfile={romfile}"
-        return ["-netdev", f"user,id=n0,restrict=on{netdev_options}", "-device", device]
+        return ["-netdev", f"user,id=n0,restrict=on{netdev_options}", "-device", self.nic_device(romfile)]
 
     def direct_boot(self, kernel, initrd, append: str) -> list[str]:
         """-kernel/-initrd/-append: QEMU's own loader (linuxboot ROM)."""
