@@ -78,7 +78,13 @@ def seed_object_dir(line, variant, out_record_of_base: Path, label: str) -> str 
     if line.config_system == "kconfig":
         copied = _copy_tree(source, staging, shared=None)
     else:
-        copied = _copy_tree(source, staging, shared=tree.src_dir(line))
+        # 2.4 builds in the tree and records its absolute path in each
+        # object's flags (.*.o.flags: -I<tree>/include) and dependency
+        # lists: they name the variant's own tree in the copy, or make
+        # would take every object for out of date.
+        copied = _copy_tree(source, staging, shared=tree.src_dir(line),
+                            rewrite=(str(source).encode(), str(objdir).encode()))
+        _settle_headers(staging)
     if line.config_system == "cml1":
         # 2.4's oldconfig writes include/linux/autoconf.h from the variant's
         # config; make dep's split-include then touches the changed
@@ -97,13 +103,48 @@ def seed_object_dir(line, variant, out_record_of_base: Path, label: str) -> str 
     return base.name
 
 
-def _copy_tree(source: Path, dest: Path, *, shared: Path | None) -> int:
+def _settle_headers(root: Path) -> int:
+    """Date every header of a finished 2.4 tree just before its oldest
+    object.  2.4's make dep touches a header whenever one it includes is
+    newer (.hdepend), and one pass leaves such pairs behind, so a second
+    make in the same tree would touch headers again and recompile what
+    includes them.  In a finished build every object was compiled from the
+    headers' final content, so dating them older loses nothing; the
+    variant's changed options then make split-include touch just their
+    include/config/*.h, newer than everything, as it should."""
+    headers, oldest = [], None
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            path = Path(folder) / name
+            if path.is_symlink():
+                continue
+            if name.endswith(".h"):
+                headers.append(path)
+            elif name.endswith(".o"):
+                mtime = path.stat().st_mtime_ns
+                oldest = mtime if oldest is None else min(oldest, mtime)
+    if oldest is None:
+        return 0
+    for path in headers:
+        os.utime(path, ns=(oldest - 1_000_000_000, oldest - 1_000_000_000))
+    return len(headers)
+
+
+def _names_the_tree(name: str) -> bool:
+    """2.4's files that hold the tree's absolute path: object flags and
+    make dep's dependency lists."""
+    return name.endswith(".flags") or name in (".depend", ".hdepend")
+
+
+def _copy_tree(source: Path, dest: Path, *, shared: Path | None,
+               rewrite: tuple[bytes, bytes] | None = None) -> int:
     """Copy source to dest keeping modes and mtimes (make compares them).
     With shared (2.4: the pristine src/ the variant trees are hard-linked
     from), a file that is the same inode as its counterpart in shared is
     hard-linked, not copied: sources stay shared, build products are real
     copies (the compiler truncates its output, which must not reach the
-    base's objects through a shared inode)."""
+    base's objects through a shared inode).  rewrite=(old, new) replaces
+    the base's tree path in the files that record it (mtimes kept)."""
     copied = 0
     for root, dirs, files in os.walk(source):
         rel = Path(root).relative_to(source)
@@ -122,9 +163,13 @@ def _copy_tree(source: Path, dest: Path, *, shared: Path | None) -> int:
             twin = shared / rel / name if shared is not None else None
             if twin is not None and twin.exists() and os.path.samestat(path.lstat(), twin.lstat()):
                 os.link(twin, target)
+                continue
+            if rewrite is not None and _names_the_tree(name):
+                target.write_bytes(path.read_bytes().replace(*rewrite))
+                shutil.copystat(path, target)
             else:
                 shutil.copy2(path, target)
-                copied += 1
+            copied += 1
     for root, dirs, _ in os.walk(source):       # directory mtimes last: writing into them changed them
         rel = Path(root).relative_to(source)
         shutil.copystat(root, dest / rel)

@@ -189,7 +189,8 @@ def _failed_hunks(output: str) -> str:
 def variant_tree(line, variant) -> Path:
     """Where make runs for a variant.  kbuild: the shared src with an O=
     object dir.  CML1 (2.4 has no O=): a hard-link copy of src; make
-    replaces files rather than writing into them, so src stays pristine."""
+    replaces files rather than writing into them, so src stays pristine,
+    except headers, which make dep touches: each tree has its own copies."""
     workdir = paths.variant_dir(line.name, variant.name)
     if line.config_system == "kconfig":
         return src_dir(line)
@@ -202,8 +203,27 @@ def variant_tree(line, variant) -> Path:
     shutil.rmtree(tree, ignore_errors=True)
     tree.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["cp", "-al", str(src_dir(line)), str(tree)], check=True)
+    unshare_headers(tree)
     paths.atomic_write_text(stamp, source_id)
     return tree
+
+
+def unshare_headers(tree: Path) -> int:
+    """Give a hard-linked 2.4 tree its own copy of every header (mtime
+    kept).  2.4's make dep touches each header whose config options changed
+    (its .hdepend rules); through a shared inode that touch would reach
+    src/ and every other variant's tree, whose objects then look out of
+    date (and a seeded tree would be copied with them)."""
+    count = 0
+    for root, _dirs, files in os.walk(tree):
+        for name in files:
+            path = Path(root) / name
+            if name.endswith(".h") and not path.is_symlink():
+                spare = path.with_name(name + ".unshared")
+                shutil.copy2(path, spare)
+                os.replace(spare, path)
+                count += 1
+    return count
 
 
 def object_dir(line, variant) -> Path:

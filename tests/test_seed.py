@@ -130,3 +130,55 @@ def test_a_seeded_6_1_tree_holds_the_base_objects_and_the_variants_config(line_i
     assert "object tree seeded from pentium's build" in capsys.readouterr().out
     # Built once, it rebuilds in its own tree from then on.
     assert seed.seed_object_dir(line_in, variant, record, "kernel:pentium-3c590") is None
+
+
+def test_a_24_tree_has_its_own_headers(tmp_path):
+    """2.4's make dep touches headers: a touch in one variant's tree must
+    not reach src/ or another variant's tree through a shared inode."""
+    from kernels.tree import unshare_headers
+    src, tree = tmp_path / "src", tmp_path / "tree"
+    _tree(src)
+    (src / "include").mkdir()
+    (src / "include" / "sched.h").write_text("header\n")
+    os.utime(src / "include" / "sched.h", ns=(5_000_000_000, 5_000_000_000))
+    subprocess.run(["cp", "-al", str(src), str(tree)], check=True)
+    assert unshare_headers(tree) == 1
+    header = tree / "include" / "sched.h"
+    assert not os.path.samestat(header.stat(), (src / "include" / "sched.h").stat())
+    assert header.stat().st_mtime_ns == 5_000_000_000 and header.read_text() == "header\n"
+    assert os.path.samestat((tree / "kernel" / "sched.c").stat(), (src / "kernel" / "sched.c").stat())
+    os.utime(header)                                          # make dep's touch
+    assert (src / "include" / "sched.h").stat().st_mtime_ns == 5_000_000_000
+
+
+def test_a_24_copy_names_its_own_tree_in_flags_and_dependencies(tmp_path):
+    """2.4 records the tree's absolute path (-I<tree>/include) in each
+    object's flags file; the copy must name the new tree, with the mtimes
+    kept, or make rebuilds every object."""
+    base, dest = tmp_path / "base", tmp_path / "dest"
+    _tree(base)
+    flags = base / "kernel" / ".sched.o.flags"
+    flags.write_text(f"ifeq (-D__KERNEL__ -I{base}/include -O2,$(CFLAGS))\n")
+    (base / "kernel" / ".depend").write_text(f"sched.o: sched.c {base}/include/linux/sched.h\n")
+    for path in (flags, base / "kernel" / ".depend"):
+        os.utime(path, ns=(7_000_000_000, 7_000_000_000))
+    seed._copy_tree(base, dest, shared=None, rewrite=(str(base).encode(), str(dest).encode()))
+    assert (dest / "kernel" / ".sched.o.flags").read_text() == f"ifeq (-D__KERNEL__ -I{dest}/include -O2,$(CFLAGS))\n"
+    assert (dest / "kernel" / ".depend").read_text() == f"sched.o: sched.c {dest}/include/linux/sched.h\n"
+    assert (dest / "kernel" / ".sched.o.flags").stat().st_mtime_ns == 7_000_000_000
+    assert (dest / "kernel" / "sched.c").read_text() == "source\n"
+
+
+def test_a_24_copy_dates_its_headers_before_its_oldest_object(tmp_path):
+    root = tmp_path / "tree"
+    _tree(root)
+    (root / "include" / "asm-i386").mkdir(parents=True)
+    for name, mtime in (("include/asm-i386/bugs.h", 30), ("include/asm-i386/processor.h", 40),
+                        ("kernel/sched.o", 20), ("init/main.o", 25)):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(name)
+        os.utime(root / name, ns=(mtime * 10**9, mtime * 10**9))
+    assert seed._settle_headers(root) == 2
+    for header in ("bugs.h", "processor.h"):
+        assert (root / "include" / "asm-i386" / header).stat().st_mtime_ns == 19 * 10**9
+    assert (root / "kernel" / "sched.o").stat().st_mtime_ns == 20 * 10**9
