@@ -157,6 +157,11 @@ def task_release():
     }
 
 
+def task_kcidb():
+    """The line's builds and boots as KernelCI KCIDB JSON (build/<line>/kcidb.json), schema-checked."""
+    return {"actions": [_run(release_tasks.kcidb_line, LINE)], "uptodate": [False]}
+
+
 def task_verify_release():
     """Check a published release: doit verify-release dir=DIR key=FPR [keys=DIR]."""
     return {"basename": "verify-release",

@@ -6,7 +6,7 @@ from common import paths
 from common.errors import UserError
 from common.paths import configs_dir
 from initrd.tasks import initrd_path
-from release import publish
+from release import kcidb, publish
 from release.verify import verify_release as verify_directory
 from rootfs import overlay
 
@@ -35,3 +35,8 @@ def verify_release(directory: str, key: str, keys: str) -> None:
         raise UserError("verify-release needs dir=RELEASE_DIR key=FINGERPRINT [keys=DIR with <FPR>.asc]")
     keys_path = Path(keys) if keys else configs_dir() / "keys"
     print(verify_directory(Path(directory), key.replace(" ", "").upper(), keys_path), flush=True)
+
+
+def kcidb_line(line) -> None:
+    """doit kcidb: the line's builds and boots as KCIDB JSON."""
+    kcidb.write_kcidb(line, line.variants())

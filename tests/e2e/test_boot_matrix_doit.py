@@ -40,3 +40,20 @@ def test_two_variants_boot_in_parallel_and_report(kernel_61):
     suites = {s.get("name") for s in ElementTree.parse(BOOT / "junit.xml").getroot().iter("testsuite")}
     assert suites == {"linux-6.1"}
     assert "logs/" in (BOOT / "report.md").read_text()
+
+
+def test_kcidb_of_the_booted_variants_validates(kernel_61):
+    """doit kcidb after the boot test: KernelCI's schema package accepts it,
+    and every boot of the two booted variants is a PASS test of its build."""
+    import kcidb_io
+    run_doit("kcidb", env=project_env())
+    document = json.loads((ROOT / "build" / "linux-6.1" / "kcidb.json").read_text())
+    kcidb_io.schema.V5_3.validate(document)
+    builds = {b["config_name"]: b for b in document["builds"]}
+    assert {"pentium", "pentium-epic100"} <= builds.keys()
+    for variant in ("pentium", "pentium-epic100"):
+        boots = json.loads((BOOT / variant / "results.json").read_text())["boots"]
+        tests = [t for t in document["tests"] if t["build_id"] == builds[variant]["id"]]
+        assert len(tests) == len(boots) and {t["status"] for t in tests} == {"PASS"}
+    print(f"kcidb: {len(document['builds'])} builds, {len(document['tests'])} tests, "
+          f"checkout {document['checkouts'][0]['id']}")
