@@ -45,12 +45,12 @@ def boot_cases(line, variant) -> list[BootCase]:
 def run_variant(line, variant, *, jobs: int = 1) -> list[BootResult]:
     cases = boot_cases(line, variant)
     results = run_matrix(cases, log_dir=boot_dir(line, variant) / "logs", jobs=jobs)
-    write_reports(results, boot_dir(line, variant))
     record = {"line": line.name, "variant": variant.name,
               "kernel_sha256": sha256_file(cases[0].kernel),
               "initrd_sha256": sha256_file(cases[0].initrd),
               "boots": jsonable(results)}
     paths.atomic_write_text(boot_results_path(line, variant), json.dumps(record, indent=2) + "\n")
+    write_reports(results, boot_dir(line, variant), kernel_records(line, [variant]))
     print(format_table(results), flush=True)
     return results
 
@@ -65,3 +65,22 @@ def load_results(line, variants) -> list[BootResult]:
                 boot["warnings"] = [tuple(w) for w in boot["warnings"]]
                 results.append(BootResult(**boot))
     return results
+
+
+def kernel_records(line, variants) -> list[dict]:
+    """What each booted variant's boots ran: kernel and initrd sha256 (its
+    boot results) and config sha256 (its build record, when it is still the
+    record of that kernel)."""
+    kernels = []
+    for variant in variants:
+        path = boot_results_path(line, variant)
+        if not path.is_file():
+            continue
+        booted = json.loads(path.read_text())
+        record_path = build.out_dir(line, variant) / "build.json"
+        record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+        same = record.get("bzImage", {}).get("sha256") == booted["kernel_sha256"]
+        kernels.append({"line": line.name, "variant": variant.name, "kernel_sha256": booted["kernel_sha256"],
+                        "initrd_sha256": booted.get("initrd_sha256", ""),
+                        "config_sha256": record.get("config_sha256", "") if same else "(rebuilt since)"})
+    return kernels

@@ -1,15 +1,22 @@
-"""Reports of a boot matrix: the terminal table, JUnit XML for CI, and a
-Markdown page linking every console log.  Files are written atomically."""
+"""Reports of a boot matrix: the terminal table, JUnit XML for CI, a
+Markdown page and an HTML page (jinja2, qemu/templates/) linking every
+console log.  Files are written atomically."""
 import os
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
+
+import jinja2
 
 from common.paths import atomic_write_text
 from qemu.boot import BootResult
 from qemu.watcher import INFRA_ERROR
 
 SUITE_NAME = "ltsp-mosix boot matrix"
+
+
+def _log_link(result: BootResult, report_dir: Path) -> str:
+    return os.path.relpath(Path(result.log_path).resolve(), Path(report_dir).resolve())
 
 
 def _row_key(result: BootResult) -> tuple[str, str, str, str]:
@@ -107,7 +114,7 @@ def markdown(results: list[BootResult], report_dir: Path, title: str = SUITE_NAM
     out += ["", "## Boots", ""]
     details = []
     for r in results:
-        link = os.path.relpath(Path(r.log_path).resolve(), Path(report_dir).resolve())
+        link = _log_link(r, report_dir)
         details.append([
             _md_escape(r.name), r.route, r.verdict,
             f"{r.seconds:.1f}" if r.seconds is not None else "-",
@@ -122,12 +129,46 @@ def markdown(results: list[BootResult], report_dir: Path, title: str = SUITE_NAM
     return "\n".join(out) + "\n"
 
 
-def write_reports(results: list[BootResult], out_dir: Path) -> dict[str, Path]:
-    """Write matrix.txt, junit.xml and report.md into out_dir."""
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("qemu", "templates"),
+                                autoescape=jinja2.select_autoescape(["html", "j2"]),
+                                undefined=jinja2.StrictUndefined)
+
+
+def html(results: list[BootResult], report_dir: Path, kernels: list[dict] = (),
+         title: str = SUITE_NAME) -> str:
+    """The report page people look at: the matrix coloured by verdict
+    (variant x NIC x route by memory size), one row per boot with its
+    seconds, first failure line and console log, and each variant's kernel,
+    config and initrd sha256.  Links are relative to report_dir."""
+    mems = sorted({r.mem_mb for r in results})
+    cells: dict[tuple, dict[int, BootResult]] = {}
+    for result in results:
+        cells.setdefault(_row_key(result), {})[result.mem_mb] = result
+
+    def cell(result: BootResult | None) -> dict | None:
+        return None if result is None else {"verdict": result.verdict, "text": _cell(result),
+                                            "log": _log_link(result, report_dir)}
+
+    rows = [{"line": key[0], "variant": key[1], "nic": key[2], "route": key[3],
+             "cells": [cell(by_mem.get(mem)) for mem in mems]} for key, by_mem in cells.items()]
+    boots = [{"name": r.name, "route": r.route, "verdict": r.verdict, "kind": r.kind,
+              "seconds": f"{r.seconds:.1f}" if r.seconds is not None else "-",
+              "failure": "" if r.passed else (r.console_line or ""),
+              "interfaces": " ".join(r.interfaces), "notes": "; ".join(r.notes),
+              "log": _log_link(r, report_dir)} for r in results]
+    return _TEMPLATES.get_template("report.html.j2").render(
+        title=title, summary=summary(results), mems=mems, rows=rows, boots=boots, kernels=list(kernels))
+
+
+def write_reports(results: list[BootResult], out_dir: Path, kernels: list[dict] = ()) -> dict[str, Path]:
+    """Write matrix.txt, junit.xml, report.md and report.html into out_dir;
+    kernels: per variant line, variant, kernel_sha256, config_sha256,
+    initrd_sha256 (the HTML report lists them)."""
     out_dir = Path(out_dir)
     written = {"table": out_dir / "matrix.txt", "junit": out_dir / "junit.xml",
-               "markdown": out_dir / "report.md"}
+               "markdown": out_dir / "report.md", "html": out_dir / "report.html"}
     atomic_write_text(written["table"], format_table(results))
     atomic_write_text(written["junit"], junit_xml(results))
     atomic_write_text(written["markdown"], markdown(results, out_dir))
+    atomic_write_text(written["html"], html(results, out_dir, kernels))
     return written

@@ -27,9 +27,12 @@ def boot_test_variant(line, variant) -> None:
 
 
 def write_line_report(line):
-    """The line's matrix, JUnit XML and Markdown over every variant booted so far."""
+    """The line's matrix, JUnit XML, Markdown and HTML over every variant booted so far."""
     results = bootplan.load_results(line, line.variants())
-    return results, write_reports(results, paths.line_dir(line.name) / "boot") if results else {}
+    if not results:
+        return results, {}
+    return results, write_reports(results, paths.line_dir(line.name) / "boot",
+                                  bootplan.kernel_records(line, line.variants()))
 
 
 def boot_report(line) -> None:

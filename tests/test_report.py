@@ -81,11 +81,14 @@ def test_markdown_links_every_log_relatively(results, tmp_path):
     assert "driver present, no card to bind \\| epic100" in text
 
 
-def test_write_reports_writes_three_files_atomically(results, tmp_path):
+def test_write_reports_writes_four_files_atomically(results, tmp_path):
     written = write_reports(results, tmp_path / "report")
-    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["junit.xml", "matrix.txt", "report.md"]
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["junit.xml", "matrix.txt", "report.html",
+                                                                      "report.md"]
     ET.parse(written["junit"])
     assert "[log](../logs/" in written["markdown"].read_text()
+    assert written["html"].read_text().startswith("<!DOCTYPE html>")
+    assert 'href="../logs/' in written["html"].read_text()
 
 
 def test_progress_line(results):
@@ -105,3 +108,41 @@ def test_what_counts_as_infrastructure_shaped(results):
     assert hang_in_kernel.infrastructure_shaped, "nothing from the kernel yet: firmware, TFTP, DHCP"
     initrd_dropped.kind = "qemu-no-output"
     assert initrd_dropped.infrastructure_shaped
+
+
+def test_html_report_has_the_coloured_matrix_every_boot_and_the_kernels(results, tmp_path):
+    """report.html (jinja2, autoescaped): one matrix cell per boot coloured
+    by verdict, one row per boot with its first failure line and a relative
+    log link, one row per kernel with its sha256s."""
+    from html.parser import HTMLParser
+
+    from qemu.report import html
+
+    kernels = [{"line": "linux-6.1", "variant": "pentium", "kernel_sha256": "ab" * 32,
+                "config_sha256": "cd" * 32, "initrd_sha256": "ef" * 32}]
+    page = html(results, tmp_path, kernels)
+
+    class Rows(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.boots, self.links, self.cells, self.kernels = [], [], [], 0
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            classes = (attrs.get("class") or "").split()
+            if tag == "tr" and "boot" in classes:
+                self.boots.append(classes[1])
+            if tag == "tr" and "kernel" in classes:
+                self.kernels += 1
+            if tag == "a" and "log" in classes:
+                self.links.append(attrs["href"])
+            if tag == "td" and classes and classes[0] in ("pass", "fail", "hang", "infra-error"):
+                self.cells.append(classes[0])
+
+    rows = Rows()
+    rows.feed(page)
+    assert rows.boots == ["pass", "fail", "hang", "pass"]
+    assert sorted(rows.cells) == sorted(rows.boots)
+    assert rows.links == [f"logs/{r.log_path.name}" for r in results]
+    assert rows.kernels == 1 and "ab" * 32 in page
+    assert "initrd extends beyond end of memory (0x7ff5c000 &gt; 0x38000000)" in page   # escaped

@@ -57,3 +57,54 @@ def test_kcidb_of_the_booted_variants_validates(kernel_61):
         assert len(tests) == len(boots) and {t["status"] for t in tests} == {"PASS"}
     print(f"kcidb: {len(document['builds'])} builds, {len(document['tests'])} tests, "
           f"checkout {document['checkouts'][0]['id']}")
+
+
+def _chromium(*args: str) -> str:
+    """Headless Chromium (Debian `chromium`): as root it needs --no-sandbox."""
+    import shutil
+    import subprocess
+    binary = shutil.which("chromium")
+    assert binary, "chromium is missing: ./setup.sh installs the Debian package `chromium`"
+    result = subprocess.run([binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                             *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_html_report_renders_in_a_real_browser(kernel_61):
+    """report.html as Chromium renders it: one row per boot, each log link
+    pointing at a console log that exists; a screenshot is kept beside it."""
+    from html.parser import HTMLParser
+    from urllib.parse import unquote, urlparse
+
+    from kernels import matrix
+    from qemu.tasks import write_line_report
+    results, written = write_line_report(matrix.load_line("linux-6.1"))   # what each boot-test:<v> writes
+    page = written["html"]
+    assert page == BOOT / "report.html" and results
+    dom = _chromium("--dump-dom", page.as_uri())
+
+    class Boots(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.links = 0, []
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "tr" and "boot" in (attrs.get("class") or "").split():
+                self.rows += 1
+            if tag == "a" and attrs.get("class") == "log":
+                self.links.append(attrs["href"])
+
+    boots = Boots()
+    boots.feed(dom)
+    total = sum(len(json.loads(p.read_text())["boots"]) for p in BOOT.glob("*/results.json"))
+    assert boots.rows == total and len(boots.links) == total
+    for href in boots.links:
+        target = (page.parent / unquote(urlparse(href).path)).resolve()
+        assert target.is_file() and "LTSP-MOSIX" in target.read_text(errors="replace"), href
+    shot = BOOT / "report.png"
+    shot.unlink(missing_ok=True)
+    _chromium(f"--screenshot={shot}", "--window-size=1400,1000", page.as_uri())
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    print(f"report: {page} ({boots.rows} boots), screenshot {shot}")
