@@ -142,7 +142,8 @@ def test_a_seeded_nic_variant_is_byte_identical_to_a_clean_build(line24_built, t
     seeded = json.loads((line24_built.out("pentium-3c590") / "build.json").read_text())
     assert seeded["seeded_from"] == "pentium"
     clean_dir = tmp_path / "clean"
-    line24_built.doit("kernel:pentium-3c590", LTSP_MOSIX_BUILD_DIR=str(clean_dir), LTSP_MOSIX_SEED="0")
+    env = {**line24_built.env(LTSP_MOSIX_SEED="0"), "LTSP_MOSIX_BUILD_DIR": str(clean_dir)}
+    run_doit(f"line={LINE}", "kernel:pentium-3c590", env=env)
     clean = json.loads((clean_dir / LINE / "variants" / "pentium-3c590" / "out" / "build.json").read_text())
     assert clean["seeded_from"] is None
     assert not (clean_dir / LINE / "variants" / "pentium" / "out").exists()     # no base was built
