@@ -205,7 +205,7 @@ def test_release_of_the_line_verifies_and_is_reproducible(released, line24_boote
     kernels = [p for p in manifest["packages"] if p["kind"] == "kernel"]
     assert len(kernels) == 12
     for entry in kernels:
-        assert list(entry["boot_tests"]["3584M"].items()) == [(f"{nic_of(entry['variant'])}/pxe/high-initrd", "pass")]
+        assert list(entry["boot_tests"]["3584M"].items()) == [(f"{nic_of(entry['variant'])}/pxe/ipxe/high-initrd", "pass")]
         assert entry["initrd_relocated"]["3584M"].startswith("0x")
         assert entry["sources"][0]["sha256"] == VANILLA_24_SHA256
 
