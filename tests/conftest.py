@@ -114,8 +114,12 @@ def interrupt_doit(*args, env, kill_when, poll=0.02, timeout=900, sig=None):
     import time
     sig = sig or signal.SIGKILL
     with tempfile.TemporaryFile() as output:
+        # SIGINT as a terminal's Ctrl-C delivers it: a test runner started
+        # in the background (`... &`, nohup) has SIGINT ignored, and an
+        # ignored signal stays ignored in every child it starts.
         proc = subprocess.Popen(DOIT + list(args), cwd=ROOT, env=env, start_new_session=True,
-                                stdout=output, stderr=subprocess.STDOUT)
+                                stdout=output, stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         start = time.monotonic()
         outcome = "finished first"
         try:

@@ -404,7 +404,7 @@ def test_an_interrupted_24_build_ends_cleanly(vanilla_24_tree, tmp_path, sig, st
     env = override_env(vanilla_24_tree, LTSP_MOSIX_BUILD_DIR=str(tmp_path / "b"))
     tree_dir = tmp_path / "b" / LINE / "variants" / "pentium" / "tree"
     outcome, code, output = interrupt_doit(f"line={LINE}", "kernel:pentium", env=env, sig=sig,
-                                           kill_when=lambda t: (tree_dir / "init" / "main.o").exists())
+                                           kill_when=lambda t: (tree_dir / "kernel" / "sched.o").exists())
     print(f"kernel:pentium {outcome}: exit {code}; {output.strip().splitlines()[-1]}")
     assert code == status, output[-2000:]
     assert "Traceback" not in output
