@@ -77,6 +77,8 @@ def seed_object_dir(line, variant, out_record_of_base: Path, label: str) -> str 
     shutil.rmtree(staging, ignore_errors=True)
     if line.config_system == "kconfig":
         copied = _copy_tree(source, staging, shared=None)
+        # kbuild's syncconfig notices the new .config at the build itself.
+        shutil.copyfile(kconfig.final_config_path(line, variant), staging / ".config")
     else:
         # 2.4 builds in the tree and records its absolute path in each
         # object's flags (.*.o.flags: -I<tree>/include) and dependency
@@ -85,14 +87,10 @@ def seed_object_dir(line, variant, out_record_of_base: Path, label: str) -> str 
         copied = _copy_tree(source, staging, shared=tree.src_dir(line),
                             rewrite=(str(source).encode(), str(objdir).encode()))
         _settle_headers(staging)
-    if line.config_system == "cml1":
         # 2.4's oldconfig writes include/linux/autoconf.h from the variant's
         # config; make dep's split-include then touches the changed
         # include/config/*.h, which is what makes make rebuild their users.
         kconfig.reapply_config(line, variant, staging)
-    else:
-        # kbuild's syncconfig notices the new .config at the build itself.
-        shutil.copyfile(kconfig.final_config_path(line, variant), staging / ".config")
     (staging / SEED_RECORD).write_text(f"{base.name}\n")
     # Only a finished copy holding the variant's config takes the place of
     # the tree: a run killed before this leaves the old tree (and a staging

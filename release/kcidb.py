@@ -16,6 +16,7 @@ import kcidb_io
 
 from common import paths
 from kernels import build
+from qemu.boot import route
 from qemu.bootplan import boot_results_path
 
 ORIGIN = "ltsp_mosix"
@@ -60,11 +61,11 @@ def _build(line, variant, record: dict, checkout_id: str) -> dict:
 
 
 def _test(boot: dict, build_id: str) -> dict:
-    route = boot["path"] if boot["path"] != "pxe" else f"pxe_{boot.get('firmware') or 'rom'}"
-    path = f"boot.{route}.{boot['nic']}.{boot['mem_mb']}M" + (".high_initrd" if boot.get("high_initrd") else "")
+    how = route(boot["path"], boot.get("firmware"))
+    path = f"boot.{how}.{boot['nic']}.{boot['mem_mb']}M" + (".high_initrd" if boot.get("high_initrd") else "")
     test = {
         "id": f"{build_id}:{boot['name']}", "build_id": build_id, "origin": ORIGIN,
-        "path": path.replace("-", "_"), "status": STATUS[boot["verdict"]],
+        "path": path.replace("-", "_").replace("/", "_"), "status": STATUS[boot["verdict"]],
         "environment": {"comment": f"QEMU i386 TCG, -cpu for {boot['cpu']}, {boot['boot_nic']}, "
                                    f"{boot['mem_mb']} MB, {boot['path']}"},
         "misc": {"kind": boot.get("kind"), "console_line": boot.get("console_line"),
