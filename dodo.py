@@ -145,13 +145,14 @@ def task_boot_test():
 
 
 def task_release():
-    """Gate, package, sum, sign and publish the line: doit release key=FPR keyring=DIR [variants=a,b]."""
+    """Gate, package, sum, sign and publish the line: doit release key=FPR keyring=DIR [variants=a,b] [hardware=required]."""
     names = get_var("variants", "")
-    chosen = _or_message(lambda: release_tasks.selected_variants(LINE, names))
+    chosen = _or_message(lambda: LINE.selected(names))
     return {
         "actions": [_run(release_tasks.release_line, LINE, names,
                          get_var("key", os.environ.get("LTSP_MOSIX_RELEASE_KEY", "")),
-                         get_var("keyring", os.environ.get("LTSP_MOSIX_RELEASE_KEYRING", "")))],
+                         get_var("keyring", os.environ.get("LTSP_MOSIX_RELEASE_KEYRING", "")),
+                         get_var("hardware", os.environ.get("LTSP_MOSIX_RELEASE_HARDWARE", "")))],
         "task_dep": ["check"] + ([f"boot-test:{v.name}" for v in chosen] if isinstance(chosen, list) else []),
         "uptodate": [False],
     }
@@ -160,6 +161,30 @@ def task_release():
 def task_kcidb():
     """The line's builds and boots as KernelCI KCIDB JSON (build/<line>/kcidb.json), schema-checked."""
     return {"actions": [_run(release_tasks.kcidb_line, LINE)], "uptodate": [False]}
+
+
+def task_lava_jobs():
+    """LAVA job definitions (QEMU device, real x86 node per card), schema-checked: doit lava-jobs base_url=URL."""
+    names = get_var("variants", "")
+    chosen = _or_message(lambda: LINE.selected(names))
+    return {"basename": "lava-jobs",
+            "actions": [_run(lab_tasks.lava_jobs, LINE, names, get_var("base_url", ""))],
+            "task_dep": ([f"kernel:{v.name}" for v in chosen] + ["initrd"]) if isinstance(chosen, list) else [],
+            "uptodate": [False]}
+
+
+def task_lava_run():
+    """Run one QEMU LAVA job here with lava-run and import its results: doit lava-run job=FILE."""
+    return {"basename": "lava-run", "actions": [_run(lab_tasks.lava_run, LINE, get_var("job", ""))],
+            "uptodate": [False]}
+
+
+def task_lava_import():
+    """A LAVA job's results into the variant's boots: doit lava-import job=FILE results=FILE device=NAME."""
+    return {"basename": "lava-import",
+            "actions": [_run(lab_tasks.lava_import, LINE, get_var("job", ""), get_var("results", ""),
+                             get_var("device", ""), get_var("job_id", ""))],
+            "uptodate": [False]}
 
 
 def task_verify_release():

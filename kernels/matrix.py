@@ -75,6 +75,7 @@ class Card:
     note: str
     qemu: str | None = None     # QEMU -device emulating it, if any
     pxe_rom: str | None = None
+    lava_tag: str = ""          # LAVA device tag of a lab node that has the card
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,12 @@ class Line:
                 return variant
         valid = ", ".join(v.name for v in self.variants())
         raise UserError(f"unknown variant {name!r} for line {self.name}; valid variants: {valid}")
+
+    def selected(self, names: str) -> list[Variant]:
+        """`variants=pentium,p4` on the command line; all of the line's when empty."""
+        if not names:
+            return self.variants()
+        return [self.variant(name.strip()) for name in names.split(",") if name.strip()]
 
 
 def _names(folder: str) -> list[str]:
@@ -189,7 +196,8 @@ def cards() -> dict[str, Card]:
         drivers = require(card, "drivers", list, path, where=where)
         qemu = optional(card, "qemu", str, path, where=where)
         found[name] = Card(name=name, drivers=tuple(drivers), note=require(card, "note", str, path, where=where),
-                           qemu=qemu, pxe_rom=require(card, "pxe_rom", str, path, where=where) if qemu else None)
+                           qemu=qemu, pxe_rom=require(card, "pxe_rom", str, path, where=where) if qemu else None,
+                           lava_tag=require(card, "lava_tag", str, path, where=where))
     return found
 
 

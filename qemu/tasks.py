@@ -1,11 +1,13 @@
 """Task bodies of the lab stage (doit boot-test, boot-test:report,
-cluster-test): one function each, so dodo.py stays a task graph only."""
+cluster-test, lava-*): one function each, so dodo.py stays a task graph only."""
+import json
+import os
 from pathlib import Path
 
 from common import paths
 from common.errors import InfraError, KernelFailure, UserError
 from common.paths import configs_dir
-from qemu import bootplan
+from qemu import bootplan, lava
 from qemu.cluster_run import default_state_dir, node_line, run_cluster_test
 from qemu.report import format_table, write_reports
 from rootfs.cluster import load_cluster
@@ -60,3 +62,35 @@ def cluster_test(line, name: str) -> None:
     if not results.passed:
         raise KernelFailure(f"cluster-test {line.name}: not every node came up and reached the others "
                             f"(logs under {default_state_dir(line.name)})")
+
+
+def lava_jobs(line, names: str, base_url: str) -> None:
+    """doit lava-jobs base_url=URL [variants=a,b]: LAVA job definitions,
+    checked with LAVA's schema, and the artifacts they download."""
+    written = lava.write_jobs(line, line.selected(names), base_url)
+    for path in written:
+        print(f"  {paths.shown(path)}")
+    print(f"[lava-jobs {line.name}] {len(written)} jobs valid for LAVA's schema; serve "
+          f"{paths.shown(lava.artifacts_dir(line))} at {base_url}", flush=True)
+
+
+def lava_run(line, job: str) -> None:
+    """doit lava-run job=FILE: one QEMU job through Debian's lava-run on
+    this machine, its results imported as device qemu-local."""
+    if not job or not Path(job).is_file():
+        raise UserError(f"lava-run job={job}: no such job file (doit lava-jobs writes them under "
+                        f"{paths.shown(lava.jobs_dir(line))})")
+    job_path = Path(job).resolve()
+    job_id = f"{os.getpid()}"
+    out = lava.lava_dir(line) / "runs" / job_path.stem
+    log = lava.run_local(job_path, out, job_id=job_id)
+    record = lava.import_results(line, job_path, log, "qemu-local", job_id=job_id)
+    verdict = json.loads(record.read_text())
+    if verdict["verdict"] != "pass":
+        raise KernelFailure(f"lava-run {job_path.name}: {verdict['verdict']} - {verdict['failure']} (log {log})")
+
+
+def lava_import(line, job: str, results: str, device: str, job_id: str) -> None:
+    """doit lava-import job=FILE results=FILE device=NAME [job_id=N]."""
+    lava.import_results(line, Path(job) if job else None, Path(results) if results else None, device,
+                        job_id=job_id)

@@ -1,26 +1,32 @@
 """The release gates: every reason a line's variants must not ship, all at
 once - a local-override (unverified) build, another patch series, a boot
 test missing, failed, run on another kernel or (2.4) without a relocated
-high initrd, a line failing `doit check`, an unknown or dirty series."""
+high initrd, a line failing `doit check`, an unknown or dirty series, a
+LAVA (lab) boot that failed or ran another kernel, and - when the release
+asks for hardware - a NIC-specific variant without a real-hardware pass on
+its card."""
 import json
 import subprocess
 from pathlib import Path
 
 from common.errors import UserError
 from common.hashing import sha256_file
-from kernels import build, invariants, kconfig, tree
+from kernels import build, invariants, kconfig, matrix, tree
 from qemu.bootplan import boot_results_path
+from qemu.lava import lab_results
 
 
-def gate_refusals(line, variants, *, initrd: Path | None = None) -> list[str]:
+def gate_refusals(line, variants, *, initrd: Path | None = None, hardware: bool = False) -> list[str]:
     """Every reason this release must not ship, all at once.  `initrd`: the
-    node initrd the packages will carry, which must be the one booted."""
+    node initrd the packages will carry, which must be the one booted.
+    `hardware`: a variant whose card QEMU does not emulate also needs a
+    passing LAVA boot on a real node with that card (doit lava-import)."""
     if line.unsupported:
         return [f"line {line.name}: {line.unsupported}"]
     refusals = _series_refusals(line)
     shipped_initrd = sha256_file(initrd) if initrd is not None and Path(initrd).is_file() else None
     for variant in variants:
-        refusals += _variant_refusals(line, variant, shipped_initrd)
+        refusals += _variant_refusals(line, variant, shipped_initrd, hardware)
     configs = {v.name: kconfig.final_config_path(line, v) for v in line.variants()}
     try:
         invariants.check_line(line.name, line.invariants, configs)
@@ -46,7 +52,7 @@ def _series_refusals(line) -> list[str]:
     return []
 
 
-def _variant_refusals(line, variant, shipped_initrd: str | None) -> list[str]:
+def _variant_refusals(line, variant, shipped_initrd: str | None, hardware: bool) -> list[str]:
     record_path = build.out_dir(line, variant) / "build.json"
     if not record_path.is_file():
         return [f"{variant.name}: not built ({record_path} missing)"]
@@ -58,6 +64,31 @@ def _variant_refusals(line, variant, shipped_initrd: str | None) -> list[str]:
     if record["patches"] != current:
         refusals.append(f"{variant.name}: built with another patch series than patches/{line.patches}")
     refusals += _boot_refusals(line, variant, record, shipped_initrd)
+    refusals += _lab_refusals(line, variant, record, hardware)
+    return refusals
+
+
+def _lab_refusals(line, variant, record: dict, hardware: bool) -> list[str]:
+    """Imported LAVA boots count like local ones: each must have passed on
+    this very kernel.  With `hardware`, each card of the variant's NIC
+    profile that QEMU lacks needs a real node's pass with that card."""
+    refusals, proven = [], set()
+    for lab in lab_results(line, variant):
+        where = f"LAVA boot {lab['job_name']!r} on {lab['device']} ({lab['device_type']})"
+        if lab["kernel_sha256"] != record["bzImage"]["sha256"]:
+            refusals.append(f"{variant.name}: {where} ran another kernel ({lab['kernel_sha256'][:16]}, "
+                            f"the build is {record['bzImage']['sha256'][:16]}): run the job again")
+        elif lab["verdict"] != "pass":
+            refusals.append(f"{variant.name}: {where}: {lab['verdict']} - {lab['failure']}")
+        elif lab["device_type"] != "qemu" and lab.get("card"):
+            proven.add(lab["card"])
+    if hardware:
+        cards = matrix.cards()
+        for nic in matrix.nic_profile(variant.nic).boot_nics:
+            if cards[nic].qemu is None and nic not in proven:
+                refusals.append(f"{variant.name}: no real-hardware pass on a node with its {cards[nic].lava_tag} "
+                                f"card (QEMU emulates none; run its LAVA job on a lab node and doit lava-import "
+                                f"the results)")
     return refusals
 
 

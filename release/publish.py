@@ -15,6 +15,7 @@ from common.hashing import sha256_file
 from kernels import build
 from qemu.boot import route
 from qemu.bootplan import boot_results_path
+from qemu.lava import lab_results
 from release import package
 from release.gates import gate_refusals, relocated_initrd
 from release.verify import MANIFEST, SIGNATURE, SUMS
@@ -56,13 +57,17 @@ def make_packages(line, variants, staging: Path, *, initrd: Path, overlay: Path 
 
 
 def _manifest_entry(path: Path, line, variant, record: dict, boots: dict) -> dict:
-    verdicts, relocations = {}, {}
+    verdicts, relocations, ran_on = {}, {}, []
     for boot in boots["boots"]:
         how = (f"{boot['nic']}/{route(boot['path'], boot.get('firmware'))}"
                + ("/high-initrd" if boot.get("high_initrd") else ""))
         verdicts.setdefault(f"{boot['mem_mb']}M", {})[how] = boot["verdict"]
+        ran_on.append({"boot": boot["name"], "ran_on": "qemu/local", "verdict": boot["verdict"]})
         if moved := relocated_initrd(boot):
             relocations[f"{boot['mem_mb']}M"] = moved
+    for lab in lab_results(line, variant):
+        ran_on.append({"boot": lab["job_name"], "ran_on": lab["ran_on"], "device_type": lab["device_type"],
+                       "card": lab.get("card"), "job_id": lab.get("job_id", ""), "verdict": lab["verdict"]})
     return {
         "package": path.name, "sha256": sha256_file(path), "kind": "kernel",
         "line": line.name, "variant": variant.name, "kernel_release": record["kernel_release"],
@@ -72,6 +77,7 @@ def _manifest_entry(path: Path, line, variant, record: dict, boots: dict) -> dic
         "toolchain": record["toolchain"], "source_date_epoch": record["source_date_epoch"],
         "boot_tests": verdicts,
         "initrd_relocated": relocations,
+        "boots_ran_on": ran_on,
     }
 
 
@@ -164,8 +170,9 @@ def remove_debris(root: Path, line) -> list[str]:
     return removed
 
 
-def release(line, variants, *, key: str, gnupghome: Path, initrd: Path, overlay: Path | None) -> Path:
-    refusals = gate_refusals(line, variants, initrd=initrd)
+def release(line, variants, *, key: str, gnupghome: Path, initrd: Path, overlay: Path | None,
+            hardware: bool = False) -> Path:
+    refusals = gate_refusals(line, variants, initrd=initrd, hardware=hardware)
     if refusals:
         raise UserError(f"release of {line.name} refused:\n" + "\n".join(f"  - {r}" for r in refusals))
     root = release_root()

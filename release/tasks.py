@@ -11,23 +11,26 @@ from release.verify import verify_release as verify_directory
 from rootfs import overlay
 
 
-def selected_variants(line, names: str) -> list:
-    """`variants=pentium,p4` on the command line; all of the line's otherwise."""
-    if not names:
-        return line.variants()
-    return [line.variant(name.strip()) for name in names.split(",") if name.strip()]
-
-
-def release_line(line, variant_names: str, key: str, keyring: str) -> None:
+def release_line(line, variant_names: str, key: str, keyring: str, hardware: str = "") -> None:
     if not key or not keyring:
         raise UserError("release needs the signing key: doit release key=FINGERPRINT keyring=GNUPGHOME "
                         "(or LTSP_MOSIX_RELEASE_KEY / LTSP_MOSIX_RELEASE_KEYRING); the default keyring is never used")
     core = overlay.build_for_release(line, paths.line_dir(line.name) / "overlay")
-    link = publish.release(line, selected_variants(line, variant_names), key=key.replace(" ", "").upper(),
-                           gnupghome=Path(keyring), initrd=initrd_path(line), overlay=core)
+    link = publish.release(line, line.selected(variant_names), key=key.replace(" ", "").upper(),
+                           gnupghome=Path(keyring), initrd=initrd_path(line), overlay=core,
+                           hardware=_hardware_required(hardware))
     for path in sorted(link.resolve().iterdir()):
         print(f"  {path.stat().st_size:>10}  {path.name}")
     print(f"[release {line.name}] published {link} -> {link.resolve().name}", flush=True)
+
+
+def _hardware_required(value: str) -> bool:
+    """hardware=required: NIC-specific variants need a real node's pass."""
+    if value in ("", "optional"):
+        return False
+    if value == "required":
+        return True
+    raise UserError(f"hardware={value!r}: expected hardware=required or hardware=optional")
 
 
 def verify_release(directory: str, key: str, keys: str) -> None:

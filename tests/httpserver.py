@@ -5,10 +5,13 @@ told to misbehave per path: answer 404, answer 503 a few times, ignore Range
 (200 with the whole file), or cut the connection after N bytes on the first
 request(s).  Every request is recorded, so tests can assert that none was sent.
 """
+import contextlib
+import functools
 import socket
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -149,3 +152,25 @@ def closed_port_url(path: str = "/down") -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}{path}"
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Path):
+    """A plain static file server for `folder` on 127.0.0.1 (random port);
+    yields its base URL.  What a lab's artifact server is to LAVA."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handler = functools.partial(_QuietFolderHandler, directory=str(folder))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+class _QuietFolderHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass

@@ -10,14 +10,18 @@ import subprocess
 import tarfile
 
 import pytest
+import yaml
 
 from common.errors import UserError, VerificationError
 from common.hashing import sha256_file
+from initrd.tasks import initrd_path
 from kernels import build, kconfig, matrix
+from qemu import lava
 from qemu.bootplan import boot_results_path
 from release import publish
 from release.gates import gate_refusals
 from release.verify import verify_release
+from tests.lava_results import write_server_results
 
 
 FAKE_INITRD = b"070701 fake initramfs"
@@ -289,3 +293,46 @@ def test_debris_of_killed_releases_is_cleaned_by_the_next(built_line, gpg_keys):
     do_release(built_line, gpg_keys)
     left = sorted(p.name for p in root.iterdir() if p.name.startswith("."))
     assert left == sorted([alive.name, (root / "linux-6.1").resolve().name])
+
+
+def import_lab_pass(line, variant, tmp_path, **kwargs):
+    """A lab node's results for the variant's x86 LAVA job, imported."""
+    job = next(j for j in lava.jobs_for(line, variant, "http://lab.example") if j["device_type"] == "x86")
+    job_path = tmp_path / f"{variant.name}-job.yaml"
+    job_path.write_text(yaml.safe_dump(job))
+    results = write_server_results(tmp_path / f"{variant.name}-results.yaml", job_path, job_id=77, **kwargs)
+    return lava.import_results(line, job_path, results, "lab-node-epic")
+
+
+def test_gate_with_hardware_required_takes_a_real_node_pass_on_the_card(built_line, gpg_keys, tmp_path):
+    line, chosen, initrd, overlay = built_line
+    epic = chosen[1]
+    initrd_path(line).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(initrd, initrd_path(line))
+    wanted = "p4-epic100: no real-hardware pass on a node with its epic100 card"
+    assert any(wanted in r for r in gate_refusals(line, chosen, hardware=True))
+    assert gate_refusals(line, chosen) == []                # QEMU boots suffice unless asked
+    import_lab_pass(line, epic, tmp_path)
+    assert gate_refusals(line, chosen, hardware=True) == []
+    link = publish.release(line, chosen, key=gpg_keys.good, gnupghome=gpg_keys.home, initrd=initrd,
+                           overlay=overlay, hardware=True)
+    entry = next(e for e in json.loads((link / "manifest.json").read_text())["packages"]
+                 if e.get("variant") == "p4-epic100")
+    assert {"boot": "ltsp-mosix linux-6.1 p4-epic100 x86 epic100", "ran_on": "lab/lab-node-epic",
+            "device_type": "x86", "card": "epic100", "job_id": "77", "verdict": "pass"} in entry["boots_ran_on"]
+
+
+def test_gate_refuses_a_lab_pass_of_another_kernel_and_a_failed_lab_boot(built_line, tmp_path):
+    line, chosen, initrd, _ = built_line
+    epic = chosen[1]
+    initrd_path(line).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(initrd, initrd_path(line))
+    import_lab_pass(line, epic, tmp_path)
+    lay_out_variant(line, epic, kernel=b"HdrS-rebuilt")     # rebuilt (and QEMU-booted) since
+    refusals = gate_refusals(line, chosen, hardware=True)
+    assert any("p4-epic100: LAVA boot 'ltsp-mosix linux-6.1 p4-epic100 x86 epic100' on lab-node-epic (x86) "
+               "ran another kernel" in r for r in refusals), refusals
+    assert any("no real-hardware pass on a node with its epic100 card" in r for r in refusals)
+    import_lab_pass(line, epic, tmp_path, failure="eth0: EPIC/100 transmit timeout, Kernel panic - not syncing")
+    refusals = gate_refusals(line, chosen)
+    assert any("on lab-node-epic (x86): fail - eth0: EPIC/100 transmit timeout" in r for r in refusals), refusals

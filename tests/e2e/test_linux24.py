@@ -32,6 +32,8 @@ from qemu.hostile import LOWMEM_END, make_hostile_bzimage, read_initrd_addr_max
 from release.gates import gate_refusals
 from tests.conftest import (ROOT, VANILLA_24, VANILLA_24_SHA256, interrupt_doit, project_env, qemu_processes,
                             run_doit, run_doit_killed)
+from tests.httpserver import serve_folder
+from tests.lava_results import write_server_results
 
 pytestmark = [pytest.mark.e2e, pytest.mark.linux24]
 LINE = "linux-2.4.22"
@@ -208,6 +210,51 @@ def test_release_of_the_line_verifies_and_is_reproducible(released, line24_boote
         assert list(entry["boot_tests"]["3584M"].items()) == [(f"{nic_of(entry['variant'])}/pxe/ipxe/high-initrd", "pass")]
         assert entry["initrd_relocated"]["3584M"].startswith("0x")
         assert entry["sources"][0]["sha256"] == VANILLA_24_SHA256
+
+
+def test_lava_runs_a_24_job_and_the_release_takes_a_real_hardware_pass(line24_booted, gpg_keys, tmp_path):
+    """The 3c590 kernel: its QEMU job through lava-run (artifacts on
+    loopback) passes; `release hardware=required` refuses it until a lab
+    node with a 3c59x card passed its x86 job (that lab's results imported,
+    never results of another kernel); the manifest says where each boot ran."""
+    site, variant = line24_booted, "pentium-3c590"
+    lab = site.line_dir / "boot" / variant / "lab"
+    jobs = site.line_dir / "lava" / "jobs" / variant
+    shutil.rmtree(lab, ignore_errors=True)
+    try:
+        with serve_folder(site.line_dir / "lava" / "artifacts") as base_url:
+            made = site.doit("lava-jobs", f"variants={variant}", f"base_url={base_url}")
+            assert "4 jobs valid for LAVA's schema" in made.stdout, made.stdout
+            run = site.doit("lava-run", f"job={jobs / f'{LINE}-{variant}-qemu-512M.yaml'}")
+        print(run.stdout[-600:])
+        assert f"{variant}: ltsp-mosix {LINE} {variant} qemu 512M on qemu-local (qemu): pass" in run.stdout
+        releases = tmp_path / "releases"
+        args = ("release", f"variants={variant}", f"key={gpg_keys.good}", f"keyring={gpg_keys.home}",
+                "hardware=required")
+        refused = site.doit(*args, check=False, LTSP_MOSIX_RELEASE_DIR=str(releases))
+        assert refused.returncode != 0
+        assert f"{variant}: no real-hardware pass on a node with its 3c59x card" in refused.stdout + refused.stderr
+        node_job = jobs / f"{LINE}-{variant}-x86-3c59x.yaml"
+        other = write_server_results(tmp_path / "other-kernel.yaml", node_job, job_id=4241,
+                                     kernel_sha256="0" * 64)
+        wrong = site.doit("lava-import", f"job={node_job}", f"results={other}", "device=lab-node-3c59x",
+                          check=False)
+        assert wrong.returncode != 0 and "downloaded kernel sha256 " + "0" * 64 in wrong.stdout + wrong.stderr
+        assert not (lab / f"{LINE}-{variant}-x86-3c59x.json").exists()
+        results = write_server_results(tmp_path / "results.yaml", node_job, job_id=4242)
+        site.doit("lava-import", f"job={node_job}", f"results={results}", "device=lab-node-3c59x")
+        published = site.doit(*args, LTSP_MOSIX_RELEASE_DIR=str(releases))
+        assert "published" in published.stdout, published.stdout[-2000:]
+        manifest = json.loads((releases / LINE / "manifest.json").read_text())
+        entry = next(p for p in manifest["packages"] if p.get("variant") == variant)
+        print(json.dumps(entry["boots_ran_on"], indent=1))
+        assert {b["ran_on"] for b in entry["boots_ran_on"]} == {"qemu/local", "lab/qemu-local",
+                                                                "lab/lab-node-3c59x"}
+        node = next(b for b in entry["boots_ran_on"] if b["ran_on"] == "lab/lab-node-3c59x")
+        assert (node["card"], node["device_type"], node["job_id"], node["verdict"]) == \
+            ("3c590", "x86", "4242", "pass")
+    finally:
+        shutil.rmtree(lab, ignore_errors=True)
 
 
 def nic_of(variant: str) -> str:
