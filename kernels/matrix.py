@@ -53,10 +53,12 @@ class CpuSpec:
     """configs/cpu/<name>.toml: what a CPU variant needs beyond its fragment."""
     name: str
     package_name: str       # in release package names
+    arch: str               # the architecture of the lines it belongs to (i386, x86_64)
     smp: int                # CPUs the boot test emulates
     qemu_cpu: str           # QEMU -cpu
     why: str                # why that model stands for the variant
     pxe_extra: str = ""     # -cpu features for PXE boots only (firmware needs)
+    features: tuple[str, ...] = ()  # CPU flags its nodes offer a process (CRIU's restore check)
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,8 @@ class Line:
     patches: str | None = None          # patches/<this>/series
     unsupported: str | None = None      # why this line cannot build here, if so
     boot: "BootPlan | None" = None       # the line's boot matrix ([boot])
+    nic_profiles: tuple[str, ...] = ()   # the NIC profiles it builds (empty: all of configs/nic/)
+    release_overlay: bool = True         # releases carry the Mosix node overlay (core package)
 
     @property
     def hash_file(self) -> Path:
@@ -117,7 +121,9 @@ class Line:
         return paths.patches_dir() / self.patches / "series" if self.patches else None
 
     def variants(self) -> list[Variant]:
-        return [Variant(self.name, cpu, nic) for cpu in cpu_names() for nic in nic_profiles()]
+        """Every CPU variant of the line's architecture times its NIC profiles."""
+        cpus = [cpu for cpu in cpu_names() if cpu_spec(cpu).arch == self.arch]
+        return [Variant(self.name, cpu, nic) for cpu in cpus for nic in self.nic_profiles or nic_profiles()]
 
     def variant(self, name: str) -> Variant:
         for variant in self.variants():
@@ -155,10 +161,12 @@ def cpu_spec(cpu: str) -> CpuSpec:
     smp = require(data, "smp", int, path)
     if smp < 1:
         raise UserError(f"{path}: field 'smp' must be at least 1, not {smp}")
-    return CpuSpec(name=cpu, package_name=require(data, "package_name", str, path), smp=smp,
+    return CpuSpec(name=cpu, package_name=require(data, "package_name", str, path),
+                   arch=require(data, "arch", str, path), smp=smp,
                    qemu_cpu=require(qemu, "cpu", str, path, where="qemu"),
                    why=require(qemu, "why", str, path, where="qemu"),
-                   pxe_extra=optional(qemu, "pxe_extra", str, path, "", where="qemu"))
+                   pxe_extra=optional(qemu, "pxe_extra", str, path, "", where="qemu"),
+                   features=tuple(optional(data, "features", list, path, [])))
 
 
 def nic_profile(nic: str) -> NicProfile:
@@ -275,12 +283,23 @@ def _line_from_data(name: str, data: dict, path: Path) -> Line:
         patches=data.get("patches"),
         unsupported=data.get("unsupported"),
         boot=_boot_plan(data, path),
+        nic_profiles=_line_nic_profiles(data, path),
+        release_overlay=optional(data, "release_overlay", bool, path, True),
     )
     for fragment in (line.base_config, line.invariants):
         if not fragment.is_file():
             raise UserError(f"{path}: fragment {fragment} does not exist")
     line.variant(line.default_variant)
     return line
+
+
+def _line_nic_profiles(data: dict, path: Path) -> tuple[str, ...]:
+    chosen = optional(data, "nic_profiles", list, path, [])
+    unknown = [name for name in chosen if name not in nic_profiles()]
+    if unknown:
+        raise UserError(f"{path}: field 'nic_profiles' names unknown profiles {unknown}; "
+                        f"valid: {', '.join(nic_profiles())}")
+    return tuple(chosen)
 
 
 def _boot_plan(data: dict, path: Path) -> BootPlan:

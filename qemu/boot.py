@@ -226,7 +226,7 @@ def boot_once(kernel, initrd, *, cpu: str, nic: str, mem_mb: int, path: str = "p
     if path == "pxe":
         check_firmware(firmware)
     name = boot_name(line, variant, nic, mem_mb, path, high_initrd, firmware)
-    machine = machine_for("i386", cpu=cpu, nic=boot_nic, mem_mb=mem_mb,
+    machine = machine_for(cpu=cpu, nic=boot_nic, mem_mb=mem_mb,
                           mac=mac or DEFAULT_MAC, name=f"ltsp-mosix-{name}")
     if high_initrd and tftp_root is not None:
         raise UserError("high_initrd needs its own TFTP tree: it boots a modified copy of the kernel")
@@ -302,7 +302,7 @@ def validate_cases(cases: list[BootCase]) -> None:
         if case.path == "pxe":
             check_firmware(case.firmware)
         boot_nic, _ = boot_nic_for(case.nic)
-        machine = machine_for("i386", cpu=case.cpu, nic=boot_nic, mem_mb=case.mem_mb, mac=case.mac)
+        machine = machine_for(cpu=case.cpu, nic=boot_nic, mem_mb=case.mem_mb, mac=case.mac)
         machine.qemu_path()
         for path, what in ((case.kernel, "kernel image"), (case.initrd, "initrd")):
             if not Path(path).is_file():

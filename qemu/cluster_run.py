@@ -204,7 +204,7 @@ def boot_nfsroot(kernel, state_dir, *, path: str = "direct", cpu: str = "pentium
     if not kernel.is_file():
         raise UserError(f"kernel image {kernel} does not exist")
     state_dir = Path(state_dir).resolve()
-    machine = machine_for("i386", cpu=cpu, nic=nic, mem_mb=mem_mb, mac=mac,
+    machine = machine_for(cpu=cpu, nic=nic, mem_mb=mem_mb, mac=mac,
                           name=f"ltsp-mosix-nfsroot-{hostname}")
     qemu = machine.qemu_path()
     root = make_node_root(state_dir / "root", compile_nfsinit(state_dir / "init"))
@@ -391,7 +391,7 @@ def _validate(cluster: Cluster, nodes, kernels) -> dict[str, Path]:
 
 
 def _node_argv(namespace: NetNamespace, cluster: Cluster, node, tap: str) -> list[str]:
-    machine = machine_for("i386", cpu=node.cpu, nic=node.nic, mem_mb=node.memory_mb,
+    machine = machine_for(cpu=node.cpu, nic=node.nic, mem_mb=node.memory_mb,
                           mac=node.mac, name=f"ltsp-mosix-{cluster.name}-{node.name}")
     # iPXE as QEMU's kernel asks dnsmasq for its address and loader, as the
     # NIC's ROM would, without the ROM's banner wait (qemu.machine.FIRMWARES).
@@ -497,7 +497,7 @@ def run_cluster_test(cluster: Cluster, kernels: dict, state_dir, *, nodes=None,
     conf = write_dnsmasq_conf(cluster, state_dir / "dnsmasq.conf", interface=BRIDGE,
                               tftp_root=tftp)
     for node in selected:
-        machine_for("i386", cpu=node.cpu, nic=node.nic, mem_mb=node.memory_mb,
+        machine_for(cpu=node.cpu, nic=node.nic, mem_mb=node.memory_mb,
                     mac=node.mac).qemu_path()
 
     results = [NodeResult(node.name, node.variant_name, node.cpu, node.nic, node.mac, str(node.ip))

@@ -38,8 +38,7 @@ ORIGIN_KEY = "ltsp_mosix"                   # prefix of the job metadata keys
 @dataclass(frozen=True)
 class QemuDevice:
     device_type: str
-    arch: str
-    binary: str
+    binaries: dict            # line arch (LAVA's context arch) -> QEMU binary
     options: tuple[str, ...]
     job_minutes: int
     boot_minutes: int
@@ -78,7 +77,8 @@ def settings() -> Settings:
     return Settings(
         start=require(check, "start", str, path, where="check"),
         no_interface=require(check, "no_interface", str, path, where="check"),
-        qemu=QemuDevice(*(require(qemu, f, str, path, where="qemu") for f in ("device_type", "arch", "binary")),
+        qemu=QemuDevice(device_type=require(qemu, "device_type", str, path, where="qemu"),
+                        binaries=require(qemu, "binaries", dict, path, where="qemu"),
                         options=tuple(require(qemu, "options", list, path, where="qemu")),
                         job_minutes=require(qemu, "job_minutes", int, path, where="qemu"),
                         boot_minutes=require(qemu, "boot_minutes", int, path, where="qemu")),
@@ -173,8 +173,10 @@ def _metadata(line, variant, artifacts: dict, **extra) -> dict:
 
 def qemu_job(line, variant, mem_mb: int, artifacts: dict) -> dict:
     config = settings().qemu
+    if line.arch not in config.binaries:
+        raise UserError(f"{settings_file()}: [qemu] binaries has no QEMU for {line.arch} (line {line.name})")
     cpu = matrix.cpu_spec(variant.cpu)
-    context = {"arch": config.arch, "cpu": cpu.qemu_cpu, "memory": mem_mb}
+    context = {"arch": line.arch, "cpu": cpu.qemu_cpu, "memory": mem_mb}
     if cpu.smp > 1:
         context["extra_options"] = [f"-smp {cpu.smp},sockets={cpu.smp},cores=1,threads=1"]
     return {
@@ -319,12 +321,15 @@ def device_dictionary(job: dict, hostname: str = "qemu-local") -> dict:
         raise UserError(f"job {job.get('job_name')!r} is for device type {job.get('device_type')!r}: "
                         f"only {config.device_type!r} jobs run here; the others need a lab's LAVA")
     context = job.get("context", {})
+    if context.get("arch") not in config.binaries:
+        raise UserError(f"job {job.get('job_name')!r}: context arch {context.get('arch')!r} has no QEMU "
+                        f"in {settings_file()} ([qemu] binaries)")
     options = [f"-cpu {context['cpu']}", f"-m {context['memory']}", *config.options,
                *context.get("extra_options", [])]
     return {
         "device_type": config.device_type,
         "hostname": hostname,
-        "available_architectures": [config.arch],
+        "available_architectures": [context["arch"]],
         "constants": {
             "failure_retry": 1, "boot_retry": 1, "spawn_maxread": "4092",
             "kernel-start-message": KERNEL_FIRST_LINE,
@@ -336,7 +341,8 @@ def device_dictionary(job: dict, hostname: str = "qemu-local") -> dict:
         "actions": {
             "deploy": {"methods": {"image": {"parameters": {"guest": {"size": 512, "interface": "ide"}}}}},
             "boot": {"connections": {"serial": None},
-                     "methods": {"qemu": {"parameters": {"command": config.binary, "options": options}}}},
+                     "methods": {"qemu": {"parameters": {"command": config.binaries[context["arch"]],
+                                                         "options": options}}}},
         },
         "timeouts": {"actions": {}, "connections": {}},
     }

@@ -19,6 +19,7 @@ class CpuModel:
     qemu_cpu: str       # -cpu value
     smp: int            # CPUs, each in its own socket (see smp_arg)
     why: str            # why this model stands for the variant
+    arch: str = "i386"  # the QEMU system it runs on (machine_for)
     # Features added for PXE boots only, because the firmware needs them:
     # Debian's iPXE ROMs (ipxe-qemu 1.0.0+git-20190125) execute fxsave/fxrstor
     # without checking CPUID, so `-cpu pentium` never reaches pxelinux and
@@ -44,7 +45,7 @@ def cpu_models() -> dict[str, CpuModel]:
     """Our CPU variants as QEMU models, from configs/cpu/<cpu>.toml
     (checked against `qemu-system-i386 -cpu help`, QEMU 7.2, Debian 12)."""
     specs = [matrix.cpu_spec(cpu) for cpu in matrix.cpu_names()]
-    return {spec.name: CpuModel(spec.name, spec.qemu_cpu, spec.smp, spec.why, spec.pxe_extra)
+    return {spec.name: CpuModel(spec.name, spec.qemu_cpu, spec.smp, spec.why, spec.arch, spec.pxe_extra)
             for spec in specs}
 
 
@@ -240,10 +241,23 @@ class I386Pc(QemuMachine):
     machine_type = "pc"
 
 
-ARCHES: dict[str, type[QemuMachine]] = {"i386": I386Pc}
+class X86_64Pc(QemuMachine):
+    """64-bit PC (i440FX): the x86-64 nodes that migrate with CRIU."""
+
+    binary = "qemu-system-x86_64"
+    package = "qemu-system-x86"
+    machine_type = "pc"
 
 
-def machine_for(arch: str = "i386", **kwargs) -> QemuMachine:
+ARCHES: dict[str, type[QemuMachine]] = {"i386": I386Pc, "x86_64": X86_64Pc}
+
+
+def machine_for(arch: str | None = None, **kwargs) -> QemuMachine:
+    """The machine of `arch`, by default the architecture of the CPU
+    variant (configs/cpu/<cpu>.toml `arch`)."""
+    if arch is None:
+        model = cpu_models().get(kwargs.get("cpu"))
+        arch = model.arch if model else "i386"      # an unknown CPU is reported by the machine
     if arch not in ARCHES:
         raise UserError(f"unknown architecture {arch!r}: valid are {', '.join(sorted(ARCHES))}")
     return ARCHES[arch](**kwargs)

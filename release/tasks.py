@@ -15,7 +15,7 @@ def release_line(line, variant_names: str, key: str, keyring: str, hardware: str
     if not key or not keyring:
         raise UserError("release needs the signing key: doit release key=FINGERPRINT keyring=GNUPGHOME "
                         "(or LTSP_MOSIX_RELEASE_KEY / LTSP_MOSIX_RELEASE_KEYRING); the default keyring is never used")
-    core = overlay.build_for_release(line, paths.line_dir(line.name) / "overlay")
+    core = overlay.build_for_release(line, paths.line_dir(line.name) / "overlay") if line.release_overlay else None
     link = publish.release(line, line.selected(variant_names), key=key.replace(" ", "").upper(),
                            gnupghome=Path(keyring), initrd=initrd_path(line), overlay=core,
                            hardware=_hardware_required(hardware))

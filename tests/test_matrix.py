@@ -3,10 +3,10 @@ import pytest
 from common.errors import UserError
 from kernels import matrix
 
-LINES = ["linux-2.4.22", "linux-6.1", "mosix-1.7.0", "openmosix-2"]
+LINES = ["linux-2.4.22", "linux-6.1", "linux-6.1-x86_64", "mosix-1.7.0", "openmosix-2"]
 
 
-def test_four_lines_and_default_is_buildable_reference():
+def test_five_lines_and_default_is_buildable_reference():
     assert matrix.line_names() == LINES
     assert matrix.default_line_name() == "linux-6.1"
 
@@ -20,7 +20,7 @@ def test_variants_are_cpu_times_nic_profile():
 
 
 def test_unknown_line_lists_valid_names():
-    with pytest.raises(UserError, match="unknown line 'linux-9'.*linux-2.4.22, linux-6.1, mosix-1.7.0, openmosix-2"):
+    with pytest.raises(UserError, match="unknown line 'linux-9'.*linux-2.4.22, linux-6.1, linux-6.1-x86_64, mosix-1.7.0, openmosix-2"):
         matrix.load_line("linux-9")
 
 

@@ -14,7 +14,7 @@ from rootfs.cluster import load_cluster, profiles_for_card
 from tests.conftest import run_doit
 
 P2_FRAGMENT = "# Pentium II (a new CPU variant of the tests).\nCONFIG_M686=y\n# CONFIG_SMP is not set\n"
-P2_DATA = 'package_name = "P2"\nsmp = 1\n\n[qemu]\ncpu = "pentium2"\nwhy = "QEMU\'s pentium2 is a P6"\n'
+P2_DATA = 'package_name = "P2"\narch = "i386"\nsmp = 1\n\n[qemu]\ncpu = "pentium2"\nwhy = "QEMU\'s pentium2 is a P6"\n'
 RTL_FRAGMENT = ("# Only the RealTek 8139 drivers.\n# CONFIG_VORTEX is not set\n# CONFIG_EPIC100 is not set\n"
                 "# CONFIG_NE2K_PCI is not set\nCONFIG_8139TOO=y\nCONFIG_8139CP=y\n# CONFIG_E1000 is not set\n")
 RTL_DATA = 'boot_nics = ["rtl8139"]\n'

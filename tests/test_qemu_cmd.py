@@ -160,7 +160,7 @@ def test_unknown_nic_lists_the_valid_ones():
 
 
 def test_unknown_cpu_lists_the_valid_ones():
-    with pytest.raises(UserError, match="athlon, p4, pentium, pentium_smp"):
+    with pytest.raises(UserError, match="athlon, haswell, k8, p4, pentium, pentium_smp"):
         I386Pc(cpu="k6", nic="e1000", mem_mb=512)
 
 
