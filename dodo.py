@@ -163,6 +163,17 @@ def task_kcidb():
     return {"actions": [_run(release_tasks.kcidb_line, LINE)], "uptodate": [False]}
 
 
+def task_migrate_test():
+    """CRIU migrates a running computation between two netbooted x86-64 nodes (doit line=linux-6.1-x86_64 migrate-test)."""
+    name = get_var("cluster", "")
+    cluster = _or_message(lambda: lab_tasks.load_migrate_cluster(LINE, name))
+    variants = sorted({node.variant_name for node in cluster.nodes}) if not isinstance(cluster, str) else []
+    return {"basename": "migrate-test",
+            "actions": [_run(lab_tasks.migrate_test, LINE, name)],
+            "task_dep": [f"kernel:{v}" for v in variants],
+            "uptodate": [False]}
+
+
 def task_lava_jobs():
     """LAVA job definitions (QEMU device, real x86 node per card), schema-checked: doit lava-jobs base_url=URL."""
     names = get_var("variants", "")

@@ -7,7 +7,7 @@ from pathlib import Path
 from common import paths
 from common.errors import InfraError, KernelFailure, UserError
 from common.paths import configs_dir
-from qemu import bootplan, lava
+from qemu import bootplan, lava, migrate
 from qemu.cluster_run import default_state_dir, node_line, run_cluster_test
 from qemu.report import format_table, write_reports
 from rootfs.cluster import load_cluster
@@ -62,6 +62,35 @@ def cluster_test(line, name: str) -> None:
     if not results.passed:
         raise KernelFailure(f"cluster-test {line.name}: not every node came up and reached the others "
                             f"(logs under {default_state_dir(line.name)})")
+
+
+MIGRATE_CLUSTER = "cluster-migrate.toml"
+
+
+def load_migrate_cluster(line, name: str):
+    """The migration cluster (configs/cluster-migrate.toml by default); it
+    names its own line, which must be the one chosen."""
+    cluster = load_cluster(Path(name) if name else configs_dir() / MIGRATE_CLUSTER)
+    if cluster.line_name != line.name:
+        raise UserError(f"cluster {cluster.name} ({cluster.source}) is for line {cluster.line_name}: "
+                        f"run doit line={cluster.line_name} migrate-test")
+    if cluster.migration is None:
+        raise UserError(f"{cluster.source}: no [migration] table (source, target): nothing to migrate")
+    return cluster
+
+
+def migrate_test(line, name: str) -> None:
+    """doit migrate-test: CRIU moves a running computation between two
+    netbooted nodes (qemu/migrate.py)."""
+    cluster = load_migrate_cluster(line, name)
+    result = migrate.run_migration(cluster, built_kernels(cluster), migrate.default_state_dir(line.name))
+    steps = ", ".join(f"{step} {seconds:.2f} s" for step, seconds in result.steps.items())
+    print(f"steps: {steps}")
+    if result.image_bytes is not None:
+        print(f"checkpoint: {result.image_files} images, {result.image_bytes} bytes")
+    if not result.passed:
+        raise KernelFailure(f"migrate-test {cluster.name}: " + "; ".join(result.problems) +
+                            f" (logs under {migrate.default_state_dir(line.name)})")
 
 
 def lava_jobs(line, names: str, base_url: str) -> None:

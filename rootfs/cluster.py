@@ -18,8 +18,17 @@
     memory_mb = 64
     screen = "shell"                # optional: overrides [cluster] screen
 
+    [migration]                     # optional: `doit migrate-test` (x86-64 lines)
+    source = "node01"               # runs the computation, checkpointed there
+    target = "node02"               # restores it: must offer every CPU feature of source
+    mismatched = "node03"           # optional: a node lacking some, where a restore
+                                    # must be refused (CRIU's CPU check)
+
 Every error names the node and the field at fault.  The node checks are
-all made before anything is reported, so one run lists every mistake."""
+all made before anything is reported, so one run lists every mistake.  A
+migration between nodes whose CPU variants offer different features
+(configs/cpu/<cpu>.toml `features`) is refused before anything boots,
+naming the nodes and the features."""
 import ipaddress
 import re
 import tomllib
@@ -69,6 +78,13 @@ class Node:
 
 
 @dataclass(frozen=True)
+class Migration:
+    source: str
+    target: str
+    mismatched: str | None = None
+
+
+@dataclass(frozen=True)
 class Cluster:
     name: str
     line: matrix.Line
@@ -78,6 +94,10 @@ class Cluster:
     screen: str
     nodes: tuple[Node, ...]         # in file order
     source: Path
+    migration: Migration | None = None
+
+    def node(self, name: str) -> Node:
+        return next(node for node in self.nodes if node.name == name)
 
     @property
     def line_name(self) -> str:
@@ -112,13 +132,59 @@ def load_cluster(path: Path | str | None = None) -> Cluster:
     """Read and validate a cluster file (configs/cluster.toml by default)."""
     path = Path(path) if path is not None else default_cluster_path()
     data = _read_toml(path)
-    unknown_tables = sorted(set(data) - {"cluster", "nodes"})
+    unknown_tables = sorted(set(data) - {"cluster", "nodes", "migration"})
     if unknown_tables:
         raise UserError(f"{path}: unknown table(s) {', '.join(unknown_tables)}; "
-                        f"a cluster file has [cluster] and [[nodes]]")
+                        f"a cluster file has [cluster], [[nodes]] and optionally [migration]")
     header = _parse_header(path, data.get("cluster"))
     nodes = _parse_nodes(path, data.get("nodes"), header)
-    return Cluster(nodes=nodes, source=path, **header)
+    migration = _parse_migration(path, data.get("migration"), nodes) if "migration" in data else None
+    return Cluster(nodes=nodes, source=path, migration=migration, **header)
+
+
+# -- [migration] -------------------------------------------------------------
+
+def missing_features(source: Node, target: Node) -> list[str]:
+    """CPU features (configs/cpu/<cpu>.toml) the source node offers and the
+    target lacks: what CRIU refuses to restore without."""
+    have = set(matrix.cpu_spec(target.cpu).features)
+    return [f for f in matrix.cpu_spec(source.cpu).features if f not in have]
+
+
+def _parse_migration(path: Path, table, nodes: tuple[Node, ...]) -> Migration:
+    def fail(field: str, why: str):
+        raise UserError(f"{path}: [migration] field '{field}': {why}")
+
+    if not isinstance(table, dict):
+        raise UserError(f"{path}: [migration] must be a table (source, target, mismatched)")
+    _check_keys(table, {"source", "target", "mismatched"}, ("source", "target"), fail)
+    by_name = {node.name: node for node in nodes}
+    chosen = {}
+    for field in ("source", "target", "mismatched"):
+        if field not in table:
+            continue
+        name = _text(table, field, fail)
+        if name not in by_name:
+            fail(field, f"no node {name!r} in [[nodes]] ({', '.join(by_name)})")
+        chosen[field] = by_name[name]
+    source, target = chosen["source"], chosen["target"]
+    if source.name == target.name:
+        fail("target", f"{target.name!r} is the source node: a migration needs two nodes")
+    if matrix.cpu_spec(source.cpu).arch != "x86_64":
+        fail("source", f"CRIU migrates x86-64 processes only; {source.name} is a "
+                       f"{matrix.cpu_spec(source.cpu).arch} node")
+    lacking = missing_features(source, target)
+    if lacking:
+        raise UserError(
+            f"{path}: mixed CPUs: node {target.name} ({target.cpu}) lacks "
+            f"{', '.join(lacking)} that node {source.name} ({source.cpu}) offers; a process "
+            f"checkpointed on {source.name} may use them, and CRIU refuses to restore it on "
+            f"{target.name}: give both nodes CPUs of the same features")
+    mismatched = chosen.get("mismatched")
+    if mismatched is not None and not missing_features(source, mismatched):
+        fail("mismatched", f"node {mismatched.name} ({mismatched.cpu}) offers every feature of "
+                           f"{source.name} ({source.cpu}): a refused restore there would prove nothing")
+    return Migration(source.name, target.name, mismatched.name if mismatched else None)
 
 
 # -- [cluster] ---------------------------------------------------------------
@@ -218,8 +284,9 @@ def _parse_node(table: dict, header: dict, report) -> Node | None:
         mac = _mac(_text(table, "mac", stop), stop)
         ip = _node_ip(_text(table, "ip", stop), header, stop)
         cpu = _text(table, "cpu", stop)
-        if cpu not in matrix.cpu_names():
-            stop("cpu", f"unknown CPU {cpu!r}; valid CPUs: {', '.join(matrix.cpu_names())}")
+        cpus = [c for c in matrix.cpu_names() if matrix.cpu_spec(c).arch == header["line"].arch]
+        if cpu not in cpus:
+            stop("cpu", f"unknown CPU {cpu!r}; valid CPUs: {', '.join(cpus)}")
         card = _text(table, "nic", stop)
         if card not in matrix.cards():
             stop("nic", f"unknown network card {card!r}; valid cards (configs/cards.toml): "
