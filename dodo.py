@@ -163,15 +163,18 @@ def task_kcidb():
     return {"actions": [_run(release_tasks.kcidb_line, LINE)], "uptodate": [False]}
 
 
+def _cluster_task(basename: str, load, action) -> dict:
+    """A task booting a cluster file's nodes (cluster=FILE), after their kernels."""
+    name = get_var("cluster", "")
+    cluster = _or_message(lambda: load(LINE, name))
+    variants = sorted({node.variant_name for node in cluster.nodes}) if not isinstance(cluster, str) else []
+    return {"basename": basename, "actions": [_run(action, LINE, name)],
+            "task_dep": [f"kernel:{v}" for v in variants], "uptodate": [False]}
+
+
 def task_migrate_test():
     """CRIU migrates a running computation between two netbooted x86-64 nodes (doit line=linux-6.1-x86_64 migrate-test)."""
-    name = get_var("cluster", "")
-    cluster = _or_message(lambda: lab_tasks.load_migrate_cluster(LINE, name))
-    variants = sorted({node.variant_name for node in cluster.nodes}) if not isinstance(cluster, str) else []
-    return {"basename": "migrate-test",
-            "actions": [_run(lab_tasks.migrate_test, LINE, name)],
-            "task_dep": [f"kernel:{v}" for v in variants],
-            "uptodate": [False]}
+    return _cluster_task("migrate-test", lab_tasks.load_migrate_cluster, lab_tasks.migrate_test)
 
 
 def task_lava_jobs():
@@ -208,10 +211,4 @@ def task_verify_release():
 
 def task_cluster_test():
     """Server + nodes in a network namespace: PXE by MAC, NFS root, ping (doit cluster-test [cluster=FILE])."""
-    name = get_var("cluster", "")
-    cluster = _or_message(lambda: lab_tasks.load_test_cluster(LINE, name))
-    variants = sorted({node.variant_name for node in cluster.nodes}) if not isinstance(cluster, str) else []
-    return {"basename": "cluster-test",
-            "actions": [_run(lab_tasks.cluster_test, LINE, name)],
-            "task_dep": [f"kernel:{v}" for v in variants],
-            "uptodate": [False]}
+    return _cluster_task("cluster-test", lab_tasks.load_test_cluster, lab_tasks.cluster_test)

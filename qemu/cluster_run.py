@@ -112,7 +112,7 @@ def parse_init_report(transcript: str) -> InitReport:
 
 
 @contextmanager
-def _sigterm_as_interrupt():
+def sigterm_as_interrupt():
     """A SIGTERM (doit or CI stopping us) gets the teardown Ctrl-C gets:
     Python's default would end the process without running any `finally`."""
     if threading.current_thread() is not threading.main_thread():
@@ -222,7 +222,7 @@ def boot_nfsroot(kernel, state_dir, *, path: str = "direct", cpu: str = "pentium
     argv = [qemu, *machine.common_args(path), "-netdev", netdev, "-device", machine.nic_device(romfile), *tail]
     log_path = state_dir / "logs" / f"{hostname}-{path}.log"
     with ExitStack() as stack:
-        stack.enter_context(_sigterm_as_interrupt())
+        stack.enter_context(sigterm_as_interrupt())
         namespace = stack.enter_context(NetNamespace()) if isolate else None
         server = stack.enter_context(NfsServer(root, state_dir / "nfs", pseudo=pseudo,
                                                namespace=namespace))
@@ -510,7 +510,7 @@ def run_cluster_test(cluster: Cluster, kernels: dict, state_dir, *, nodes=None,
     namespace = NetNamespace()
     try:
         with ExitStack() as stack:
-            stack.enter_context(_sigterm_as_interrupt())
+            stack.enter_context(sigterm_as_interrupt())
             stack.enter_context(namespace)
             facts["namespace"] = namespace.name
             namespace.add_bridge(BRIDGE, f"{cluster.server}/{cluster.subnet.prefixlen}")

@@ -41,7 +41,7 @@ from common.errors import InfraError, UserError
 from common.records import jsonable
 from initrd.debroot import COUNT_SCRIPT, NODE_INIT, make_debian_root
 from initrd.nfsroot import make_nfsroot_initrd
-from qemu.cluster_run import BRIDGE, CLUSTER_FIRMWARE, Dnsmasq, _sigterm_as_interrupt
+from qemu.cluster_run import BRIDGE, CLUSTER_FIRMWARE, Dnsmasq, sigterm_as_interrupt
 from qemu.machine import IPXE_DHCP_SCRIPT, machine_for
 from qemu.netns import NetNamespace, remove_stale_namespaces
 from qemu.nfs import NfsServer
@@ -104,7 +104,7 @@ def node_append(cluster: Cluster) -> str:
             f"ltsp_mosix.cluster={cluster_export_pseudo(cluster)}")
 
 
-class Node:
+class NodeVm:
     """A booted node: QEMU in a thread, its console in logs/<name>.log."""
 
     def __init__(self, argv: list[str], name: str, logs: Path, state_dir: Path):
@@ -145,7 +145,7 @@ class Node:
 class Control:
     """Shell commands for a node through the shared folder."""
 
-    def __init__(self, shared: Path, nodes: dict[str, Node]):
+    def __init__(self, shared: Path, nodes: dict[str, NodeVm]):
         self.shared, self.nodes, self.count = shared, nodes, 0
 
     def run(self, host: str, script: str, *, timeout: float = COMMAND_TIMEOUT) -> tuple[int, str, float]:
@@ -234,7 +234,7 @@ def _restore_script(images: str) -> str:
     return f"criu restore -D {images} -d -o restore.log -v4 && echo restored"
 
 
-def _wait(predicate, what: str, timeout: float, nodes: dict[str, Node]):
+def _wait(predicate, what: str, timeout: float, nodes: dict[str, NodeVm]):
     started = time.monotonic()
     while True:
         value = predicate()
@@ -290,10 +290,10 @@ def run_migration(cluster: Cluster, kernels: dict, state_dir, *, total: int = TO
     for name in remove_stale_namespaces():
         say(f"removed namespace {name}, left behind by a run that was killed")
     namespace = NetNamespace()
-    nodes: dict[str, Node] = {}
+    nodes: dict[str, NodeVm] = {}
     try:
         with ExitStack() as stack:
-            stack.enter_context(_sigterm_as_interrupt())
+            stack.enter_context(sigterm_as_interrupt())
             stack.enter_context(namespace)
             namespace.add_bridge(BRIDGE, f"{cluster.server}/{cluster.subnet.prefixlen}")
             stack.enter_context(NfsServer(root.path, state_dir / "nfs", pseudo=cluster.nfs_root,
@@ -311,7 +311,7 @@ def run_migration(cluster: Cluster, kernels: dict, state_dir, *, total: int = TO
                 argv = namespace.argv([machine.qemu_path(), *machine.common_args("pxe"),
                                        "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
                                        "-device", machine.nic_device(romfile), *start])
-                nodes[name] = Node(argv, name, logs, state_dir)
+                nodes[name] = NodeVm(argv, name, logs, state_dir)
                 nodes[name].thread.start()
                 say(f"{name} ({node.variant_name} kernel, QEMU -cpu {machine.cpu.qemu_cpu}) started on {tap}")
             for name in chosen:
@@ -335,7 +335,7 @@ def _only(cluster: Cluster, names: list[str]) -> Cluster:
     return replace(cluster, nodes=tuple(n for n in cluster.nodes if n.name in names))
 
 
-def _stop_nodes(nodes: dict[str, Node]) -> None:
+def _stop_nodes(nodes: dict[str, NodeVm]) -> None:
     for node in nodes.values():
         node.stop.set()
     for node in nodes.values():
