@@ -372,7 +372,7 @@ def _select_nodes(cluster: Cluster, names) -> list:
     return nodes
 
 
-def _validate(cluster: Cluster, nodes, kernels) -> dict[str, Path]:
+def validate_kernels(cluster: Cluster, nodes, kernels) -> dict[str, Path]:
     if cluster.line.initrd_format != "cpio":
         raise UserError(f"the NFS-root cluster test boots lines with an initramfs (linux-6.1); "
                         f"line {cluster.line_name} has {cluster.line.initrd_format} initrds")
@@ -390,7 +390,7 @@ def _validate(cluster: Cluster, nodes, kernels) -> dict[str, Path]:
     return images
 
 
-def _node_argv(namespace: NetNamespace, cluster: Cluster, node, tap: str) -> list[str]:
+def node_argv(namespace: NetNamespace, cluster: Cluster, node, tap: str) -> list[str]:
     machine = machine_for(cpu=node.cpu, nic=node.nic, mem_mb=node.memory_mb,
                           mac=node.mac, name=f"ltsp-mosix-{cluster.name}-{node.name}")
     # iPXE as QEMU's kernel asks dnsmasq for its address and loader, as the
@@ -476,7 +476,7 @@ def run_cluster_test(cluster: Cluster, kernels: dict, state_dir, *, nodes=None,
     stream = stream or sys.stdout
     started = time.monotonic()
     selected = _select_nodes(cluster, nodes)
-    images = _validate(cluster, selected, kernels)
+    images = validate_kernels(cluster, selected, kernels)
     cluster = dataclasses.replace(cluster, nodes=tuple(selected))
     state_dir = Path(state_dir).resolve()
     logs = state_dir / "logs"
@@ -530,7 +530,7 @@ def run_cluster_test(cluster: Cluster, kernels: dict, state_dir, *, nodes=None,
                         break
                     thread = threading.Thread(
                         target=_boot_node, name=f"node-{node.name}",
-                        args=(_node_argv(namespace, cluster, node, tap), result, logs,
+                        args=(node_argv(namespace, cluster, node, tap), result, logs,
                               timeout, cancel, state_dir))
                     thread.start()
                     threads.append(thread)

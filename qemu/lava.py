@@ -26,6 +26,7 @@ from initrd.tasks import initrd_path
 from kernels import build, matrix
 from qemu.boot import APPEND_CPIO, APPEND_EXT2, KERNEL_FIRST_LINE
 from qemu.bootplan import boot_dir
+from qemu.machine import cpu_models
 from qemu.patterns import FAILURE_PATTERNS, classify_line
 from qemu.watcher import BOOT_MARKER
 
@@ -175,10 +176,10 @@ def qemu_job(line, variant, mem_mb: int, artifacts: dict) -> dict:
     config = settings().qemu
     if line.arch not in config.binaries:
         raise UserError(f"{settings_file()}: [qemu] binaries has no QEMU for {line.arch} (line {line.name})")
-    cpu = matrix.cpu_spec(variant.cpu)
+    cpu = cpu_models()[variant.cpu]
     context = {"arch": line.arch, "cpu": cpu.qemu_cpu, "memory": mem_mb}
     if cpu.smp > 1:
-        context["extra_options"] = [f"-smp {cpu.smp},sockets={cpu.smp},cores=1,threads=1"]
+        context["extra_options"] = [f"-smp {cpu.smp_arg}"]       # one CPU per socket, as the boot test
     return {
         "device_type": config.device_type,
         "job_name": f"ltsp-mosix {line.name} {variant.name} qemu {mem_mb}M",
@@ -230,11 +231,11 @@ def job_file_name(job: dict) -> str:
     return re.sub(r"[^A-Za-z0-9._]+", "-", job["job_name"].removeprefix("ltsp-mosix ")) + ".yaml"
 
 
-def jobs_for(line, variant, base_url: str) -> list[dict]:
+def jobs_for(line, variant, base_url: str, artifacts: dict | None = None) -> list[dict]:
     """One QEMU job per memory size of the boot plan (a LAVA qemu device
     takes its memory from the job), one node job per card of the variant's
     NIC profile, tagged so that only a node with that card runs it."""
-    artifacts = _artifacts(line, variant, base_url)
+    artifacts = artifacts or _artifacts(line, variant, base_url)
     cards = matrix.cards()
     jobs = [qemu_job(line, variant, mem, artifacts) for mem in line.boot.memory_mb]
     jobs += [node_job(line, variant, cards[nic], artifacts) for nic in matrix.nic_profile(variant.nic).boot_nics]
@@ -293,16 +294,18 @@ def write_jobs(line, variants, base_url: str) -> list[Path]:
     if not re.match(r"^https?://[^/\s]+", base_url or ""):
         raise UserError(f"base_url {base_url!r}: the http(s) URL the lab downloads the artifacts from is "
                         f"required (doit lava-jobs base_url=http://server/path)")
-    planned = {}
+    planned, staged = {}, {}
     for variant in variants:
-        for job in jobs_for(line, variant, base_url):
-            planned[f"{variant.name}/{job_file_name(job)}"] = (variant, job)
-    validate_jobs({name: job for name, (_, job) in planned.items()})
-    written = []
-    for name, (variant, job) in planned.items():
         artifacts = _artifacts(line, variant, base_url)
         for label in ("kernel", "ramdisk"):
-            _stage(artifacts[label]["path"], artifacts_dir(line) / artifacts[label]["name"])
+            staged[artifacts[label]["name"]] = artifacts[label]["path"]
+        for job in jobs_for(line, variant, base_url, artifacts):
+            planned[f"{variant.name}/{job_file_name(job)}"] = job
+    validate_jobs(planned)
+    for name, source in staged.items():
+        _stage(source, artifacts_dir(line) / name)
+    written = []
+    for name, job in planned.items():
         target = jobs_dir(line) / name
         paths.atomic_write_text(target, yaml.safe_dump(job, sort_keys=False, width=1000))
         written.append(target)

@@ -41,8 +41,8 @@ from common.errors import InfraError, UserError
 from common.records import jsonable
 from initrd.debroot import COUNT_SCRIPT, NODE_INIT, make_debian_root
 from initrd.nfsroot import make_nfsroot_initrd
-from qemu.cluster_run import BRIDGE, CLUSTER_FIRMWARE, Dnsmasq, sigterm_as_interrupt
-from qemu.machine import IPXE_DHCP_SCRIPT, machine_for
+from qemu.cluster_run import BRIDGE, Dnsmasq, node_argv, sigterm_as_interrupt, validate_kernels
+from qemu.machine import cpu_models
 from qemu.netns import NetNamespace, remove_stale_namespaces
 from qemu.nfs import NfsServer
 from qemu.process import running
@@ -257,10 +257,7 @@ def run_migration(cluster: Cluster, kernels: dict, state_dir, *, total: int = TO
     plan = cluster.migration
     chosen = [plan.source, plan.target] + ([plan.mismatched] if plan.mismatched else [])
     result = MigrationResult(cluster.name, plan.source, plan.target, plan.mismatched)
-    missing = sorted({cluster.node(n).variant_name for n in chosen} - set(kernels))
-    if missing:
-        raise UserError(f"no kernel for variant(s) {', '.join(missing)}: build them with "
-                        f"`doit line={cluster.line_name} kernel:<variant>`")
+    kernels = validate_kernels(cluster, [cluster.node(n) for n in chosen], kernels)
     state_dir = Path(state_dir).resolve()
     logs = state_dir / "logs"
     shutil.rmtree(logs, ignore_errors=True)
@@ -282,7 +279,7 @@ def run_migration(cluster: Cluster, kernels: dict, state_dir, *, total: int = TO
         (shared / "control" / name).mkdir(parents=True)
     (shared / "work").mkdir()
     initrd = make_nfsroot_initrd(state_dir / "initrd-nfsroot.cpio")
-    images = {v: BootImages(Path(kernels[v]), initrd) for v in {cluster.node(n).variant_name for n in chosen}}
+    images = {variant: BootImages(kernel, initrd) for variant, kernel in kernels.items()}
     nodes_cluster = _only(cluster, chosen)
     tftp = write_tftp_tree(nodes_cluster, state_dir / "tftp", images, extra_append=node_append(cluster))
     conf = write_dnsmasq_conf(nodes_cluster, state_dir / "dnsmasq.conf", interface=BRIDGE, tftp_root=tftp)
@@ -305,15 +302,10 @@ def run_migration(cluster: Cluster, kernels: dict, state_dir, *, total: int = TO
                 node = cluster.node(name)
                 tap = f"tap{index}"
                 namespace.add_tap(tap, BRIDGE)
-                machine = machine_for(cpu=node.cpu, nic=node.nic, mem_mb=node.memory_mb, mac=node.mac,
-                                      name=f"ltsp-mosix-{cluster.name}-{node.name}")
-                romfile, start = machine.firmware_args(CLUSTER_FIRMWARE, IPXE_DHCP_SCRIPT)
-                argv = namespace.argv([machine.qemu_path(), *machine.common_args("pxe"),
-                                       "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
-                                       "-device", machine.nic_device(romfile), *start])
-                nodes[name] = NodeVm(argv, name, logs, state_dir)
+                nodes[name] = NodeVm(node_argv(namespace, cluster, node, tap), name, logs, state_dir)
                 nodes[name].thread.start()
-                say(f"{name} ({node.variant_name} kernel, QEMU -cpu {machine.cpu.qemu_cpu}) started on {tap}")
+                say(f"{name} ({node.variant_name} kernel, QEMU -cpu {cpu_models()[node.cpu].qemu_cpu}) "
+                    f"started on {tap}")
             for name in chosen:
                 nodes[name].wait_ready()
                 result.boot[name] = nodes[name].boot_seconds

@@ -11,7 +11,7 @@ import pytest
 from common.errors import UserError
 from initrd import debroot
 from kernels import matrix
-from qemu.migrate import judge_history
+from qemu.migrate import judge_history, run_migration
 from qemu.nfs import render_ganesha_conf
 from rootfs.cluster import load_cluster
 from tests.conftest import ROOT
@@ -149,3 +149,13 @@ def test_the_node_init_and_the_count_script_are_clean():
         assert run.returncode == 0, (checker, run.stdout, run.stderr)
     run = subprocess.run(["perl", "-c", str(debroot.NODE_FILES / "count.pl")], capture_output=True, text=True)
     assert run.returncode == 0 and "syntax OK" in run.stderr
+
+
+def test_a_migration_without_its_kernels_is_refused_before_anything_starts(tmp_path):
+    cluster = load_cluster(MIGRATE)
+    kernels = {"haswell": tmp_path / "no-bzImage", "k8": tmp_path / "no-bzImage"}
+    with pytest.raises(UserError, match=r"kernel image .*no-bzImage for variant (haswell|k8) does not exist"):
+        run_migration(cluster, kernels, tmp_path / "state")
+    with pytest.raises(UserError, match=r"no kernel given for variant\(s\) k8"):
+        run_migration(cluster, {"haswell": tmp_path / "no-bzImage"}, tmp_path / "state")
+    assert not (tmp_path / "state").exists()
