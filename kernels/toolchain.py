@@ -9,9 +9,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import paths
 from common.data import read_toml, require
 from common.errors import InfraError, UserError
 from common.paths import configs_dir
+from kernels import tree
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,15 @@ def compiler_prefix() -> list[str]:
 
 
 def build_env() -> dict[str, str]:
+    """The environment of make.  With ccache, CCACHE_BASEDIR is the build
+    folder: ccache turns the absolute paths of a compiler line into paths
+    relative to make's working folder, so a build folder that moved (a new
+    test run, a second checkout) still hits the cache."""
     env = dict(os.environ)
-    if env.get("DISTCC_HOSTS") and "ccache" in compiler_prefix():
-        env["CCACHE_PREFIX"] = "distcc"
+    if "ccache" in compiler_prefix():
+        env.setdefault("CCACHE_BASEDIR", str(paths.build_dir()))
+        if env.get("DISTCC_HOSTS"):
+            env["CCACHE_PREFIX"] = "distcc"
     return env
 
 
@@ -97,10 +105,28 @@ def for_line(line) -> Toolchain:
     data = read_toml(path)
     tools = require(data, "tools", dict, path)
     templates = require(data, "make_vars", list, path)
-    cc = " ".join(compiler_prefix() + ["gcc"])
+    # The maps stand on every compiler line, with ccache or without: the
+    # two lines then differ by the "ccache" word alone.
+    cc = " ".join(compiler_prefix() + ["gcc"] + _relative_macro_maps(line, data, path))
     try:
         make_vars = tuple(str(t).format(arch=line.arch, cc=cc) for t in templates)
     except (KeyError, IndexError) as error:
         raise UserError(f"{path}: make_vars: unknown placeholder {error} "
                         f"(known: {{arch}}, {{cc}})") from None
     return Toolchain(line.toolchain, {str(k): str(v) for k, v in tools.items()}, make_vars)
+
+
+def _relative_macro_maps(line, data: dict, path: Path) -> list[str]:
+    """-fmacro-prefix-map options for the relative paths ccache's base
+    folder writes (configs/toolchains: ccache_relative_maps): __FILE__ then
+    names a file as the absolute path's map does, and a kernel built through
+    ccache has the bytes of one built without it."""
+    maps = require(data, "ccache_relative_maps", list, path)
+    # kbuild compiles in a variant's O= folder; every variant's is as far
+    # from the source tree
+    source = os.path.relpath(tree.src_dir(line), tree.kbuild_object_dir(line.name, "any"))
+    try:
+        return [f"-fmacro-prefix-map={str(m).format(source_from_objects=source)}=" for m in maps]
+    except (KeyError, IndexError) as error:
+        raise UserError(f"{path}: ccache_relative_maps: unknown placeholder {error} "
+                        f"(known: {{source_from_objects}})") from None

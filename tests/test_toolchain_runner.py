@@ -84,12 +84,37 @@ def test_toolchains_are_data_and_a_bad_file_names_the_field(isolated):
     (chains / "gcc-m32.toml").write_text('make_vars = "ARCH={arch}"\n[tools]\ngcc = "gcc"\n')
     with pytest.raises(UserError, match=r"gcc-m32.toml: field 'make_vars' must be a list"):
         toolchain.for_line(matrix.load_line("linux-6.1"))
-    (chains / "gcc-m32.toml").write_text('make_vars = ["CC={compiler}"]\n[tools]\ngcc = "gcc"\n')
+    (chains / "gcc-m32.toml").write_text('make_vars = ["CC={cc}"]\n[tools]\ngcc = "gcc"\n')
+    with pytest.raises(UserError, match=r"gcc-m32.toml: missing field 'ccache_relative_maps'"):
+        toolchain.for_line(matrix.load_line("linux-6.1"))
+    (chains / "gcc-m32.toml").write_text('make_vars = ["CC={cc}"]\nccache_relative_maps = ["{src}/"]\n'
+                                         '[tools]\ngcc = "gcc"\n')
+    with pytest.raises(UserError, match=r"gcc-m32.toml: ccache_relative_maps: unknown placeholder 'src'"):
+        toolchain.for_line(matrix.load_line("linux-6.1"))
+    (chains / "gcc-m32.toml").write_text('make_vars = ["CC={compiler}"]\nccache_relative_maps = []\n'
+                                         '[tools]\ngcc = "gcc"\n')
     with pytest.raises(UserError, match=r"gcc-m32.toml: make_vars: unknown placeholder 'compiler'"):
         toolchain.for_line(matrix.load_line("linux-6.1"))
     (chains / "gcc-m32.toml").unlink()
     with pytest.raises(UserError, match=r"unknown toolchain 'gcc-m32' .*known: gcc-64, gcc-m32-2.4"):
         toolchain.for_line(matrix.load_line("linux-6.1"))
+
+
+def test_ccache_gets_the_build_folder_as_base_and_maps_for_its_relative_paths(isolated, monkeypatch):
+    """A moved build folder still hits ccache (CCACHE_BASEDIR), and __FILE__
+    of a path ccache made relative is named as the absolute one is."""
+    monkeypatch.delenv("CCACHE_BASEDIR", raising=False)
+    monkeypatch.setenv("LTSP_MOSIX_CCACHE", "1")
+    line61, line24 = matrix.load_line("linux-6.1"), matrix.load_line("linux-2.4.22")
+    assert toolchain.compiler_prefix() == ["ccache"], "setup.sh installs ccache"
+    assert toolchain.build_env()["CCACHE_BASEDIR"] == str(isolated / "build")
+    cc61 = next(v for v in toolchain.for_line(line61).make_vars if v.startswith("CC="))
+    assert "-fmacro-prefix-map=../../../src/=" in cc61.split()
+    cc24 = next(v for v in toolchain.for_line(line24).make_vars if v.startswith("CC="))
+    words = cc24.split()
+    relative = [w for w in words if w.startswith("-fmacro-prefix-map=../")]
+    assert relative == sorted(relative, key=len) and len(relative) == 6    # gcc tries the last map first
+    assert words.index(relative[-1]) < words.index("-fmacro-prefix-map=$(TOPDIR)/=")
 
 
 def test_jobs_setting_wins_over_distcc(monkeypatch):
