@@ -4,6 +4,7 @@ project's series applied.  Variants reuse it: O= builds for kbuild, cheap
 hard-link copies for 2.4 (no O= support)."""
 import bz2
 import gzip
+import hashlib
 import json
 import os
 import re
@@ -118,19 +119,59 @@ def _build_staging(line, staging: Path, override: Path | None, patches: list[Pat
         sources = ({"name": line.kernel_source.name, "file": str(override), "sha256": None,
                     "trust": f"{UNVERIFIED}: local override {override_var(line.name)}"},)
     else:
+        sources = tuple({"name": name, "file": result.path.name, "sha256": result.sha256,
+                         "trust": result.trust} for name, result in sorted(fetched.items()))
+        shared = shared_tree_path(line, sources, patches)
+        if shared is not None and shared.is_dir():
+            print(f"[prepare {line.name}] linking the tree prepared from the same sources and "
+                  f"patches ({paths.shown(shared)})", flush=True)
+            subprocess.run(["cp", "-al", f"{shared}/.", str(staging)], check=True)
+            return _provenance(sources, patches, override)
         kernel = fetched[line.kernel_source.name]
         print(f"[prepare {line.name}] unpacking {kernel.path.name}", flush=True)
         safe_extract(kernel.path, staging, strip_components=1)
-        sources = tuple({"name": name, "file": result.path.name, "sha256": result.sha256,
-                         "trust": result.trust} for name, result in sorted(fetched.items()))
         for source in line.patch_sources:
             apply_patch(staging, _patch_text_path(fetched[source.name].path, staging),
                         label=f"{line.name}: upstream {source.file}", log=log)
     for patch in patches:
         apply_patch(staging, patch, label=f"{line.name}: {patch.name}", log=log)
+    if not override and (shared := shared_tree_path(line, sources, patches)) is not None:
+        _keep_shared(staging, shared)
+    return _provenance(sources, patches, override)
+
+
+def _provenance(sources: tuple, patches: list[Path], override: Path | None) -> Provenance:
     return Provenance(sources=sources,
                       patches=tuple({"name": p.name, "sha256": sha256_file(p)} for p in patches),
                       override=str(override) if override else None)
+
+
+def shared_tree_path(line, sources: tuple, patches: list[Path]) -> Path | None:
+    """Where a prepared tree that builds only read (kbuild's O= builds) is
+    kept for every line with the same sources and patches (linux-6.1 and
+    linux-6.1-x86_64 unpack Debian's linux-source-6.1 once); None for a
+    tree that builds write into (2.4)."""
+    if line.config_system != "kconfig":
+        return None
+    key = json.dumps({"sources": [(s["name"], s["sha256"]) for s in sources],
+                      "patches": [sha256_file(p) for p in patches]}, sort_keys=True)
+    return paths.build_dir() / "trees" / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _keep_shared(staging: Path, shared: Path) -> None:
+    """A hard-link copy of the freshly prepared tree, put in place whole."""
+    work = shared.with_name(f".{shared.name}.{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    work.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run(["cp", "-al", str(staging), str(work)], check=True)
+        try:
+            os.replace(work, shared)
+        except OSError:
+            if not shared.is_dir():     # else another prepare kept the same tree first
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def read_provenance(line) -> Provenance:
@@ -229,8 +270,13 @@ def unshare_headers(tree: Path) -> int:
 def object_dir(line, variant) -> Path:
     """The directory holding .config and the build products."""
     if line.config_system == "kconfig":
-        return paths.variant_dir(line.name, variant.name) / "obj"
+        return kbuild_object_dir(line.name, variant.name)
     return variant_tree(line, variant)
+
+
+def kbuild_object_dir(line_name: str, variant_name: str) -> Path:
+    """A kbuild variant's O= folder (no side effect: nothing is made)."""
+    return paths.variant_dir(line_name, variant_name) / "obj"
 
 
 # Present in the object dir while make runs; it outlives a killed build.
