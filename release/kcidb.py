@@ -15,8 +15,9 @@ from pathlib import Path
 import kcidb_io
 
 from common import paths
-from kernels import build
+from kernels import build, matrix
 from qemu.boot import route
+from qemu.machine import ARCHES
 from qemu.bootplan import boot_results_path
 
 ORIGIN = "ltsp_mosix"
@@ -51,7 +52,7 @@ def _build(line, variant, record: dict, checkout_id: str) -> dict:
     compiler = record["toolchain"].get("gcc", record["toolchain"]["name"])
     return {
         "id": f"{ORIGIN}:{line.name}-{variant.name}-{record['bzImage']['sha256'][:16]}",
-        "checkout_id": checkout_id, "origin": ORIGIN, "architecture": "i386",
+        "checkout_id": checkout_id, "origin": ORIGIN, "architecture": line.arch,
         "compiler": compiler.splitlines()[0], "config_name": variant.name,
         "duration": float(record["build_seconds"]), "status": "PASS",
         "misc": {"kernel_release": record["kernel_release"], "bzImage_sha256": record["bzImage"]["sha256"],
@@ -60,14 +61,21 @@ def _build(line, variant, record: dict, checkout_id: str) -> dict:
     }
 
 
+def _environment(boot: dict) -> str:
+    """Where a boot ran, from the CPU variant's data (configs/cpu/<cpu>.toml:
+    its arch picks the QEMU system)."""
+    arch = matrix.cpu_spec(boot["cpu"]).arch
+    return (f"QEMU {arch} TCG ({ARCHES[arch].binary}), -cpu for {boot['cpu']}, {boot['boot_nic']}, "
+            f"{boot['mem_mb']} MB, {boot['path']}")
+
+
 def _test(boot: dict, build_id: str) -> dict:
     how = route(boot["path"], boot.get("firmware"))
     path = f"boot.{how}.{boot['nic']}.{boot['mem_mb']}M" + (".high_initrd" if boot.get("high_initrd") else "")
     test = {
         "id": f"{build_id}:{boot['name']}", "build_id": build_id, "origin": ORIGIN,
         "path": path.replace("-", "_").replace("/", "_"), "status": STATUS[boot["verdict"]],
-        "environment": {"comment": f"QEMU i386 TCG, -cpu for {boot['cpu']}, {boot['boot_nic']}, "
-                                   f"{boot['mem_mb']} MB, {boot['path']}"},
+        "environment": {"comment": _environment(boot)},
         "misc": {"kind": boot.get("kind"), "console_line": boot.get("console_line"),
                  "tries": len(boot.get("tries", [])) + 1, "initrd_relocated": boot.get("initrd_relocated")},
     }

@@ -80,3 +80,21 @@ def test_write_kcidb_writes_a_valid_file(line):
     _record(line, pentium)
     out = kcidb.write_kcidb(line, [pentium])
     kcidb_io.schema.V5_3.validate(json.loads(out.read_text()))
+
+
+@pytest.mark.parametrize("line_name, variant_name, arch, binary", [
+    ("linux-6.1", "p4", "i386", "qemu-system-i386"),
+    ("linux-6.1-x86_64", "haswell", "x86_64", "qemu-system-x86_64")])
+def test_architecture_and_environment_come_from_the_line_and_cpu_data(tmp_path, monkeypatch, line_name,
+                                                                       variant_name, arch, binary):
+    monkeypatch.setenv("LTSP_MOSIX_BUILD_DIR", str(tmp_path / "build"))
+    line = matrix.load_line(line_name)
+    variant = line.variant(variant_name)
+    _record(line, variant)
+    _boots(line, variant, "ab" * 32, ["pass"])
+    document = kcidb.kcidb_report(line, [variant])
+    kcidb_io.schema.V5_3.validate(document)
+    (built,) = document["builds"]
+    (test,) = document["tests"]
+    assert built["architecture"] == arch == line.arch
+    assert test["environment"]["comment"].startswith(f"QEMU {arch} TCG ({binary}), -cpu for {variant.cpu}")
