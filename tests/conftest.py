@@ -1,6 +1,9 @@
-"""Shared fixtures: an isolated build/download/configs area per test, the
-fake 2.4 tree, (session-wide) a real 6.1 kernel built through doit, and the
-vanilla 2.4.22 test archive, verified and unpacked once per run."""
+"""Shared fixtures: the run's own build folder (never the project's
+build/), an isolated build/download/configs area per test, the fake 2.4
+tree, the run's kernels (each built at most once, through doit), and the
+vanilla 2.4.22 test archive, verified and unpacked once per run.
+
+With CI=true any skip fails the run (pytest_runtest_makereport below)."""
 import hashlib
 import os
 import shutil
@@ -80,10 +83,64 @@ def fake24(isolated, monkeypatch):
     return make
 
 
+# -- the run's own build folder ---------------------------------------------------------
+# Every test writes below the run's folder: pytest's session temporary folder
+# (pytest keeps the last three), or LTSP_MOSIX_TEST_BUILD_DIR to keep one
+# between runs.  The project's build/ is fingerprinted before and after the
+# run: a run that changed it fails (pytest_sessionfinish).
+SESSION: dict[str, str] = {}
+PROJECT_BUILD = ROOT / "build"
+
+
+@pytest.hookimpl(trylast=True)         # after pytest's tmp_path plugin
+def pytest_configure(config):
+    chosen = os.environ.get("LTSP_MOSIX_TEST_BUILD_DIR")
+    base = Path(chosen).resolve() if chosen else config._tmp_path_factory.getbasetemp()
+    SESSION.update(LTSP_MOSIX_BUILD_DIR=str(base / "build"), LTSP_MOSIX_DL_DIR=str(base / "dl"))
+    os.environ.update(SESSION)
+    config.stash[_BUILD_BEFORE] = tree_fingerprint(PROJECT_BUILD)
+
+
+_BUILD_BEFORE = pytest.StashKey[dict]()
+
+
+def tree_fingerprint(top: Path) -> dict:
+    """path -> (kind, size, mtime) of everything below top ({} if absent)."""
+    found = {}
+    for folder, dirs, files in os.walk(top):
+        for name in dirs + files:
+            path = Path(folder) / name
+            info = path.lstat()
+            found[str(path.relative_to(top))] = (info.st_mode >> 12, info.st_size, info.st_mtime_ns)
+    return found
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = session.config.stash.get(_BUILD_BEFORE, None)
+    if before is None:
+        return
+    after = tree_fingerprint(PROJECT_BUILD)
+    if after != before:
+        changed = sorted(set(before) ^ set(after) | {k for k in set(before) & set(after)
+                                                      if before[k] != after[k]})
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = (f"the test run changed the project's {PROJECT_BUILD.name}/ ({len(changed)} paths, "
+                   f"first: {', '.join(changed[:5])}): tests must write below {SESSION['LTSP_MOSIX_BUILD_DIR']}")
+        if reporter:
+            reporter.write_line(f"FAILED: {message}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def session_build_dir() -> Path:
+    return Path(SESSION["LTSP_MOSIX_BUILD_DIR"])
+
+
 def project_env(**extra) -> dict:
-    """The environment of a doit run on the project's own folders: none of
-    the caller's LTSP_MOSIX_* settings, plus `extra`."""
+    """The environment of a doit run on the project's configs and patches,
+    in the run's build folder: none of the caller's other LTSP_MOSIX_*
+    settings, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LTSP_MOSIX_")}
+    env.update(SESSION)
     env.update(extra)
     return env
 
@@ -143,6 +200,31 @@ def interrupt_doit(*args, env, kill_when, poll=0.02, timeout=900, sig=None):
         return outcome, proc.returncode, output.read().decode(errors="replace")
 
 
+def new_path_appears(root: Path, pattern: str):
+    """A kill_when predicate for run_doit_killed: true once a path matching
+    root.glob(pattern) exists that did not when the predicate was made (an
+    observed event, never a number of seconds)."""
+    before = set(root.glob(pattern))
+    return lambda _elapsed: any(path not in before for path in root.glob(pattern))
+
+
+def console_shows(logs: Path, needle: str):
+    """A kill_when predicate: true once a console log written after the
+    predicate was made holds `needle` (e.g. a kernel is booting in QEMU)."""
+    import time
+    made = time.time()
+
+    def seen(_elapsed) -> bool:
+        for log in logs.glob("*.log") if logs.is_dir() else ():
+            try:
+                if log.stat().st_mtime >= made and needle in log.read_text(errors="replace"):
+                    return True
+            except FileNotFoundError:
+                continue
+        return False
+    return seen
+
+
 def qemu_processes(prefix: str) -> list[int]:
     """QEMUs whose arguments include one starting with prefix (our boots
     name theirs `-name ltsp-mosix-<boot name>`)."""
@@ -158,15 +240,36 @@ def qemu_processes(prefix: str) -> list[int]:
     return found
 
 
+class KernelCache:
+    """Each kernel built at most once per run: `doit line=L kernel:<v>` in
+    the run's build folder, remembered for every module that asks again.
+    A test that must see a clean build of its own says why and builds in a
+    folder of its own instead."""
+
+    def __init__(self):
+        self.built: set[tuple[str, str]] = set()
+
+    def __call__(self, line: str, *variants: str) -> dict[str, Path]:
+        missing = [v for v in variants if (line, v) not in self.built]
+        if missing:
+            result = run_doit(f"line={line}", *(f"kernel:{v}" for v in missing), env=project_env())
+            print(result.stdout[-1500:])
+            self.built.update((line, v) for v in missing)
+        images = {v: session_build_dir() / line / "variants" / v / "out" / "bzImage" for v in variants}
+        absent = [str(image) for image in images.values() if not image.is_file()]
+        assert not absent, f"built but missing: {absent}"
+        return images
+
+
 @pytest.fixture(scope="session")
-def kernel_61():
-    """The default 6.1 variant built for real through `doit kernel:pentium`
-    in the project's build dir (shared with the README's main command)."""
-    run_doit("line=linux-6.1", "kernel:pentium", env=project_env())
-    from common import paths
-    image = paths.PROJECT_ROOT / "build" / "linux-6.1" / "variants" / "pentium" / "out" / "bzImage"
-    assert image.is_file()
-    return image
+def kernels() -> KernelCache:
+    return KernelCache()
+
+
+@pytest.fixture(scope="session")
+def kernel_61(kernels) -> Path:
+    """The default 6.1 variant (pentium), from the run's cache."""
+    return kernels("linux-6.1", "pentium")["pentium"]
 
 
 # -- the vanilla 2.4.22 test archive ---------------------------------------------------
@@ -222,12 +325,17 @@ def vanilla_24_tree(vanilla_24_archive) -> Path:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """With CI=true a skipped 2.4 test (marker linux24) is a failure: CI has
-    the test archive, so a skip there hides a missing input."""
+    """With CI=true any skip is a failure: CI installs every tool and has
+    every input (the 2.4 archive, network namespaces, distccd), so a skip
+    there would hide a capability behind a green run."""
     outcome = yield
     report = outcome.get_result()
-    if report.skipped and in_ci() and item.get_closest_marker("linux24") and \
-            not hasattr(report, "wasxfail"):
+    if report.skipped and in_ci() and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
-        report.longrepr = f"CI=true: a 2.4 test may not skip ({reason})"
+        report.longrepr = f"CI=true: no test may skip ({reason})"
+
+
+def pytest_terminal_summary(terminalreporter):
+    skipped = len(terminalreporter.stats.get("skipped", []))
+    terminalreporter.write_line(f"skipped: {skipped}" + (" (CI=true: a skip fails the run)" if in_ci() else ""))

@@ -2,7 +2,6 @@
 boots: a pexpect spawn reading a pty) and check verdicts and kinds."""
 import re
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -117,11 +116,10 @@ def test_the_player_is_reaped_after_a_hang():
 def test_cancel_ends_a_watch_quickly():
     cancel = threading.Event()
     threading.Timer(0.3, cancel.set).start()
-    started = time.monotonic()
     with replay(CONSOLES / "hang-6.1.log", stay_open=True) as child:
         watch = watch_stream(child, timeout=30, cancel=cancel)
+    # ignoring the cancel would end at the timeout, as ("hang", "timeout")
     assert (watch.verdict, watch.kind) == ("fail", "interrupted")
-    assert time.monotonic() - started < 5
 
 
 def test_facts_from_a_good_2_4_boot():

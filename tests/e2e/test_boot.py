@@ -1,11 +1,8 @@
 """Real boots of a real Linux 6.1 i386 bzImage under QEMU (TCG); the 2.4
 boots are in test_linux24.py, on kernels built from the test archive.
 
-The 6.1 kernel comes from the `kernel_61` fixture (tests/conftest.py);
-without it, from $LTSP_MOSIX_TEST_BZIMAGE; else those tests skip.  Each boot takes
-~1-2 s (direct) or ~6-8 s (PXE, mostly iPXE start-up).  Console logs stay
-in pytest's tmp dir; failures print their path."""
-import os
+The 6.1 kernel is the run's pentium build (`kernel_61`, tests/conftest.py).
+Console logs stay in pytest's tmp dir; failures print their path."""
 from pathlib import Path
 
 import pytest
@@ -26,19 +23,8 @@ MB = 1024
 
 
 @pytest.fixture(scope="module")
-def bzimage_61(request) -> Path:
-    try:
-        kernel = request.getfixturevalue("kernel_61")
-    except pytest.FixtureLookupError:
-        env = os.environ.get("LTSP_MOSIX_TEST_BZIMAGE")
-        if not env:
-            pytest.skip("no 6.1 kernel: tests/conftest.py has no kernel_61 fixture and "
-                        "LTSP_MOSIX_TEST_BZIMAGE is unset")
-        kernel = Path(env)
-    kernel = Path(kernel)
-    if not kernel.is_file():
-        pytest.skip(f"6.1 kernel {kernel} does not exist")
-    return kernel
+def bzimage_61(kernel_61) -> Path:
+    return kernel_61
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +61,6 @@ def test_direct_boot_reaches_the_marker(bzimage_61, initrd_61, logs):
     assert 400 * MB < result.mem_total_kb <= 512 * MB
     assert result.interfaces == ["lo", "eth0"] and result.drivers == {"eth0": "e1000"}
     assert result.mosix == "no Mosix"
-    assert result.seconds < 30
     assert result.log_path.is_file() and "LTSP-MOSIX-BOOT-OK" in result.log_path.read_text()
 
 

@@ -1,6 +1,5 @@
 """Config composition and audit on the real Linux 6.1 tree (Debian's
 linux-source-6.1), prepared through `doit prepare`."""
-import os
 import shutil
 import subprocess
 
@@ -10,16 +9,15 @@ from common import paths
 from common.errors import UserError
 from kernels import kconfig, matrix
 from kernels.fragments import read_config_values
-from tests.conftest import ROOT, run_doit
+from tests.conftest import project_env, run_doit, session_build_dir
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="session")
 def src_61():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LTSP_MOSIX_")}
-    run_doit("line=linux-6.1", "prepare", env=env)
-    src = ROOT / "build" / "linux-6.1" / "src"
+    run_doit("line=linux-6.1", "prepare", env=project_env())
+    src = session_build_dir() / "linux-6.1" / "src"
     assert (src / "scripts/kconfig/merge_config.sh").is_file()
     return src
 

@@ -9,12 +9,12 @@ import shutil
 import pytest
 import yaml
 
-from tests.conftest import ROOT, project_env, run_doit
+from tests.conftest import project_env, run_doit, session_build_dir
 from tests.httpserver import serve_folder
 
 pytestmark = pytest.mark.e2e
 
-LINE_DIR = ROOT / "build" / "linux-6.1"
+LINE_DIR = session_build_dir() / "linux-6.1"       # set before collection (tests/conftest.py)
 LAB = LINE_DIR / "boot" / "pentium" / "lab"
 
 

@@ -30,8 +30,8 @@ from qemu.boot import APPEND_EXT2, boot_once
 from qemu.cluster_run import boot_nfsroot
 from qemu.hostile import LOWMEM_END, make_hostile_bzimage, read_initrd_addr_max
 from release.gates import gate_refusals
-from tests.conftest import (ROOT, VANILLA_24, VANILLA_24_SHA256, interrupt_doit, project_env, qemu_processes,
-                            run_doit, run_doit_killed)
+from tests.conftest import (ROOT, VANILLA_24, VANILLA_24_SHA256, console_shows, interrupt_doit, new_path_appears,
+                            project_env, qemu_processes, run_doit, run_doit_killed)
 from tests.httpserver import serve_folder
 from tests.lava_results import write_server_results
 
@@ -42,8 +42,10 @@ MB = 1024
 
 
 def env24(**extra) -> dict:
-    """project_env with ccache off: one cold run, where ccache only costs."""
-    return project_env(**{"LTSP_MOSIX_CCACHE": "0", **extra})
+    """project_env for the 2.4 line.  ccache stays on: the matrix fills it,
+    and the builds of other folders below (override, clean NIC variant,
+    unpatched kernel) hit it through CCACHE_BASEDIR."""
+    return project_env(**extra)
 
 
 # -- the site: its own archive, pinned on purpose ----------------------------------------
@@ -72,8 +74,9 @@ class Site:
                            LTSP_MOSIX_BUILD_DIR=str(self.root / "build"),
                            LTSP_MOSIX_DL_DIR=str(self.root / "dl"), **extra)
 
-    def doit(self, *args, check=True, **extra):
-        return run_doit(f"line={LINE}", *args, env=self.env(**extra), check=check)
+    def doit(self, *args, check=True, jobs=1, **extra):
+        """doit line=2.4.22 ARGS in the site; jobs: doit's -n (tasks at once)."""
+        return run_doit("-n", str(jobs), f"line={LINE}", *args, env=self.env(**extra), check=check)
 
 
 def site_line_toml(shipped: str, mirror: str) -> str:
@@ -89,8 +92,9 @@ def site_line_toml(shipped: str, mirror: str) -> str:
 
 @pytest.fixture(scope="module")
 def site(vanilla_24_archive) -> Site:
-    """A configs copy under the build folder (a stable path: doit's state
-    keeps a rerun cheap); the hash file keeps an earlier run's pin."""
+    """A configs copy under the run's build folder (with
+    LTSP_MOSIX_TEST_BUILD_DIR a stable path: doit's state keeps a rerun
+    cheap); the hash file keeps an earlier run's pin."""
     site = Site(paths.build_dir() / "test-site-2.4")
     pinned = site.hash_file.read_text() if site.hash_file.is_file() else None
     shutil.rmtree(site.configs, ignore_errors=True)
@@ -119,7 +123,8 @@ def test_the_site_pins_its_archive_deliberately_and_fetch_verifies_it(site_pinne
 
 @pytest.fixture(scope="module")
 def line24_built(site_pinned) -> Site:
-    """Every variant built from the verified archive through doit (~30 s each)."""
+    """Every variant built from the verified archive through doit: the
+    run's only build of the line's matrix."""
     site_pinned.doit("kernel")
     return site_pinned
 
@@ -140,7 +145,8 @@ def test_every_variant_builds_verified_with_gcc12(line24_built):
 
 def test_a_seeded_nic_variant_is_byte_identical_to_a_clean_build(line24_built, tmp_path):
     """pentium-3c590 as `doit kernel` built it (from pentium's objects) and
-    built clean in a build folder of its own, seeding off: the same bytes."""
+    built clean in a build folder of its own (a clean build is the point),
+    seeding off: the same bytes."""
     seeded = json.loads((line24_built.out("pentium-3c590") / "build.json").read_text())
     assert seeded["seeded_from"] == "pentium"
     clean_dir = tmp_path / "clean"
@@ -161,7 +167,7 @@ def test_check_passes_on_the_vanilla_line(line24_built):
 
 @pytest.fixture(scope="module")
 def line24_booted(line24_built) -> Site:
-    result = line24_built.doit("boot-test")
+    result = line24_built.doit("boot-test", jobs=2)
     print(result.stdout[-5000:])
     assert "0 fail, 0 hang" in result.stdout
     return line24_built
@@ -271,7 +277,7 @@ def override_env(tree_dir: Path, **extra) -> dict:
 
 def test_override_build_is_identical_and_refused_by_the_release(line24_built, vanilla_24_tree, tmp_path,
                                                                   monkeypatch):
-    build_dir = tmp_path / "b"
+    build_dir = tmp_path / "b"      # its own folder: the override route is another prepared tree
     run_doit(f"line={LINE}", "kernel:pentium_smp", env=override_env(vanilla_24_tree, LTSP_MOSIX_BUILD_DIR=str(build_dir)))
     verified = line24_built.out("pentium_smp") / "bzImage"
     override = build_dir / LINE / "variants" / "pentium_smp" / "out" / "bzImage"
@@ -308,7 +314,8 @@ def initrd_24(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def unpatched_24(vanilla_24_tree, tmp_path_factory) -> Path:
-    """pentium built without the relocation patch: the Mosix-era kernel."""
+    """pentium built without the relocation patch: the Mosix-era kernel (a
+    kernel of its own, so a build folder of its own)."""
     work = tmp_path_factory.mktemp("unpatched")
     patches = work / "patches"
     shutil.copytree(ROOT / "patches", patches)
@@ -382,23 +389,28 @@ def test_nfs_root_boot_of_a_24_node(line24_built, tmp_path):
 # -- killed anywhere ----------------------------------------------------------------------
 
 def test_a_24_build_killed_anywhere_reruns_to_the_same_bytes(line24_built, vanilla_24_tree, tmp_path):
-    """kill -9 of the whole doit process group: while the tree is copied,
-    at the moment af_packet.o appears (the object 2.4's make once took as
-    complete when half-written), and at two times; then the same command
-    to the end.  The bzImage is the uninterrupted build's, byte for byte."""
-    env = override_env(vanilla_24_tree, LTSP_MOSIX_BUILD_DIR=str(tmp_path / "b"))
-    tree_dir = tmp_path / "b" / LINE / "variants" / "pentium" / "tree"
-    points = {
-        "1.5 s (prepare copying the tree)": lambda t: t >= 1.5,
-        "when net/packet/af_packet.o appears": lambda t: (tree_dir / "net/packet/af_packet.o").exists(),
-        "8 s": lambda t: t >= 8,
-        "18 s": lambda t: t >= 18,
-    }
-    outcomes = {name: run_doit_killed(f"line={LINE}", "kernel:pentium", env=env, kill_when=when)
-                for name, when in points.items()}
+    """kill -9 of the whole doit process group as each of these is seen:
+    prepare copying the tree, the variant's tree being linked, kernel/sched.o,
+    af_packet.o (the object 2.4's make once took as complete when
+    half-written), vmlinux (make bzImage linking); then the same command to
+    the end.  The bzImage is the uninterrupted build's, byte for byte.  A
+    build folder of its own and ccache off: the kills must reach real
+    compilers writing objects, in a build that starts clean."""
+    env = override_env(vanilla_24_tree, LTSP_MOSIX_BUILD_DIR=str(tmp_path / "b"), LTSP_MOSIX_CCACHE="0")
+    line_dir = tmp_path / "b" / LINE
+    tree_dir = line_dir / "variants" / "pentium" / "tree"
+    points = [("prepare copying the tree", line_dir, "src.tmp"),
+              ("the variant tree being linked", tree_dir.parent, "tree"),
+              ("kernel/sched.o", tree_dir, "kernel/sched.o"),
+              ("net/packet/af_packet.o", tree_dir, "net/packet/af_packet.o"),
+              ("vmlinux", tree_dir, "vmlinux")]
+    outcomes = {}
+    for name, root, pattern in points:      # each event watched from the start of its own run
+        outcomes[name] = run_doit_killed(f"line={LINE}", "kernel:pentium", env=env,
+                                         kill_when=new_path_appears(root, pattern))
     final = run_doit(f"line={LINE}", "kernel:pentium", env=env)
     for name, outcome in outcomes.items():
-        print(f"kill point {name}: {outcome}")
+        print(f"kill when {name} appears: {outcome}")
     assert sum(o.startswith("killed") for o in outcomes.values()) >= 3, outcomes
     out = tmp_path / "b" / LINE / "variants" / "pentium" / "out"
     assert sha256_file(out / "bzImage") == sha256_file(line24_built.out("pentium") / "bzImage")
@@ -408,10 +420,13 @@ def test_a_24_build_killed_anywhere_reruns_to_the_same_bytes(line24_built, vanil
 
 
 def test_boot_test_killed_leaves_no_qemu_and_reruns(line24_booted):
+    """kill -9 once a kernel is booting in QEMU (its console says so)."""
     line24_booted.doit("forget", "boot-test:pentium")
+    logs = line24_booted.line_dir / "boot" / "pentium" / "logs"
     outcome = run_doit_killed(f"line={LINE}", "boot-test:pentium", env=line24_booted.env(),
-                              kill_when=lambda t: t >= 4)
+                              kill_when=console_shows(logs, "Linux version"))
     print(f"boot-test:pentium {outcome}")
+    assert outcome.startswith("killed"), outcome
     deadline = time.monotonic() + 5
     while qemu_processes(f"ltsp-mosix-{LINE}-pentium-") and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -421,7 +436,8 @@ def test_boot_test_killed_leaves_no_qemu_and_reruns(line24_booted):
 
 
 def test_release_killed_anywhere_keeps_a_whole_readable_release(line24_booted, gpg_keys, tmp_path):
-    """Releases of the same content killed at five instants: the live link
+    """Releases of the same content killed as each step is seen (staging
+    made, first and last package, manifest, sums, signature): the live link
     always verifies, the next release leaves no debris and the same
     SHA256SUMS, and everything published is world-readable."""
     releases = tmp_path / "releases"
@@ -430,12 +446,17 @@ def test_release_killed_anywhere_keeps_a_whole_readable_release(line24_booted, g
     line24_booted.doit(*args, LTSP_MOSIX_RELEASE_DIR=str(releases))
     live = releases / LINE
     sums = (live / "SHA256SUMS").read_text()
+    staging = f".staging-{LINE}-*"
+    steps = [staging, f"{staging}/ltsp_linux2422_kernel_*", f"{staging}/ltsp_linux2422_core_*",
+             f"{staging}/manifest.json", f"{staging}/SHA256SUMS", f"{staging}/SHA256SUMS.asc"]
     outcomes = []
-    for delay in (0.3, 0.45, 0.6, 0.75, 0.9, 1.05):     # a release takes ~1.1 s here
-        outcomes.append(run_doit_killed(f"line={LINE}", *args, env=env, kill_when=lambda t, d=delay: t >= d))
+    for step in steps:      # each step watched from the start of its own run
+        outcomes.append(run_doit_killed(f"line={LINE}", *args, env=env,
+                                        kill_when=new_path_appears(releases, step)))
         verified = line24_booted.doit("verify-release", f"dir={live}", f"key={gpg_keys.good}",
                                       f"keys={gpg_keys.keys_dir}")
-        print(f"release {outcomes[-1]}: live release still verifies: {verified.stdout.strip()[-60:]}")
+        print(f"release killed when {step} appeared: {outcomes[-1]}; live release still verifies: "
+              f"{verified.stdout.strip()[-60:]}")
     assert sum(o.startswith("killed") for o in outcomes) >= 3, outcomes
     line24_booted.doit(*args, LTSP_MOSIX_RELEASE_DIR=str(releases))
     assert (live / "SHA256SUMS").read_text() == sums
@@ -475,8 +496,9 @@ def test_ctrl_c_during_boot_test_ends_cleanly(line24_booted):
     """SIGINT to doit's process group while QEMU boots: one line, status
     130, no traceback, no QEMU left; the next run boots again."""
     line24_booted.doit("forget", "boot-test:pentium")
+    logs = line24_booted.line_dir / "boot" / "pentium" / "logs"
     outcome, code, output = interrupt_doit(f"line={LINE}", "boot-test:pentium", env=line24_booted.env(),
-                                           sig=signal.SIGINT, kill_when=lambda t: t >= 3)
+                                           sig=signal.SIGINT, kill_when=console_shows(logs, "Linux version"))
     print(f"boot-test:pentium {outcome}: exit {code}; {output.strip().splitlines()[-1]}")
     assert code == 130 and "Traceback" not in output, output[-2000:]
     assert "interrupted by SIGINT" in output

@@ -10,29 +10,51 @@ import time
 import pytest
 
 from qemu.netns import NAME_PREFIX, NETNS_DIR
-from tests.conftest import ROOT, interrupt_doit, project_env, qemu_processes, run_doit
+from tests.conftest import ROOT, interrupt_doit, project_env, qemu_processes, run_doit, session_build_dir
 from tests.e2e.test_nfsroot import leftover_processes
 
 pytestmark = pytest.mark.e2e
 
 LINE = "linux-6.1-x86_64"
-LINE_DIR = ROOT / "build" / LINE
+LINE_DIR = session_build_dir() / LINE       # set before collection (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
-def kernels_64():
-    result = run_doit(f"line={LINE}", "kernel", env=project_env())
-    print(result.stdout[-1500:])
-    return {v: LINE_DIR / "variants" / v / "out" / "bzImage" for v in ("k8", "haswell")}
+def kernels_64(kernels):
+    return kernels(LINE, "k8", "haswell")
+
+
+def test_both_61_lines_build_from_one_unpacked_source_tree(kernels, kernels_64):
+    """Debian's linux-source-6.1 is unpacked once per build folder: the two
+    6.1 lines' trees are hard links of one prepared tree."""
+    kernels("linux-6.1", "pentium")
+    for name in ("Makefile", "kernel/fork.c", "arch/x86/boot/header.S"):
+        i386, x86_64 = (session_build_dir() / line / "src" / name for line in ("linux-6.1", LINE))
+        assert i386.stat().st_ino == x86_64.stat().st_ino, name
+    assert len(list((session_build_dir() / "trees").iterdir())) == 1
 
 
 def test_the_x86_64_variants_boot_over_pxe(kernels_64):
-    result = run_doit(f"line={LINE}", "boot-test", env=project_env())
+    result = run_doit("-n", "2", f"line={LINE}", "boot-test", env=project_env())
     print(result.stdout[-3000:])
     for variant in kernels_64:
         boots = json.loads((LINE_DIR / "boot" / variant / "results.json").read_text())["boots"]
         assert boots and all(b["verdict"] == "pass" for b in boots), boots
         assert any(b.get("firmware") == "rom" for b in boots)
+
+
+def test_kcidb_of_the_x86_64_line_validates_with_its_architecture(kernels_64):
+    """doit kcidb after the line's boot test: KernelCI's schema accepts the
+    document, and builds and boots say x86_64 (the line's and CPUs' data)."""
+    import kcidb_io
+    run_doit("-n", "2", f"line={LINE}", "boot-test", env=project_env())      # no-op after the boot test
+    run_doit(f"line={LINE}", "kcidb", env=project_env())
+    document = json.loads((LINE_DIR / "kcidb.json").read_text())
+    kcidb_io.schema.V5_3.validate(document)
+    assert sorted(b["config_name"] for b in document["builds"]) == ["haswell", "k8"]
+    assert {b["architecture"] for b in document["builds"]} == {"x86_64"}
+    assert document["tests"] and all(t["environment"]["comment"].startswith("QEMU x86_64 TCG (qemu-system-x86_64)")
+                                     for t in document["tests"])
 
 
 def test_a_computation_migrates_and_a_mismatched_cpu_is_refused(kernels_64, namespaces_allowed):

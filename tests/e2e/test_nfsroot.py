@@ -5,7 +5,7 @@ Server and QEMU run in a network namespace the test creates (so QEMU's
 10.0.2.2 is that namespace's loopback and nothing else); the node's init
 (initrd/nfsinit.c, on the exported root) writes /booted-<host>, which the
 test then reads on the server side.  Direct (-kernel) and PXE (pxelinux
-with nfsroot= in its APPEND) boots; ~4 s and ~9 s here."""
+with nfsroot= in its APPEND) boots (their times: bench/)."""
 import json
 import os
 from pathlib import Path
@@ -49,8 +49,8 @@ def _release_built(kernel: Path) -> str:
     return json.loads(record.read_text())["kernel_release"] if record.is_file() else "6.1."
 
 
-@pytest.mark.parametrize("path, limit", [("direct", 30), ("pxe", 60)])
-def test_nfs_root_boot(kernel_61, tmp_path, namespaces_allowed, path, limit):
+@pytest.mark.parametrize("path", ["direct", "pxe"])
+def test_nfs_root_boot(kernel_61, tmp_path, namespaces_allowed, path):
     host = f"nfs-{path}"
     result = boot_nfsroot(kernel_61, tmp_path, path=path, hostname=host, timeout=90)
     print(f"\nNFS-root boot ({path}): {result.verdict} in {result.seconds}s "
@@ -70,7 +70,6 @@ def test_nfs_root_boot(kernel_61, tmp_path, namespaces_allowed, path, limit):
     assert facts["ip"] == result.report.ip == "10.0.2.15"
     if path == "pxe":
         assert result.report.loaded_kernel == "lts/linux-6.1/vmlinuz-nfsroot"
-    assert result.seconds < limit
     # Nothing of ours still runs, the namespace is gone.
     assert leftover_processes(tmp_path) == []
     assert result.namespace and not namespace_exists(result.namespace)
