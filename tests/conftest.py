@@ -131,6 +131,30 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+def pytest_collection_modifyitems(config, items):
+    """LTSP_MOSIX_TEST_ORDER=reverse or shuffle[:SEED] runs the modules in
+    another order (each module's own tests keep theirs): the result must
+    not depend on it."""
+    order = os.environ.get("LTSP_MOSIX_TEST_ORDER", "")
+    if not order:
+        return
+    modules: dict[str, list] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    names = list(modules)
+    if order == "reverse":
+        names.reverse()
+    elif order.startswith("shuffle"):
+        import random
+        seed = order.partition(":")[2] or str(random.randrange(10**6))
+        random.Random(seed).shuffle(names)
+        config.pluginmanager.get_plugin("terminalreporter").write_line(
+            f"module order shuffled with seed {seed} (LTSP_MOSIX_TEST_ORDER=shuffle:{seed} repeats it)")
+    else:
+        raise pytest.UsageError(f"LTSP_MOSIX_TEST_ORDER={order!r}: use reverse or shuffle[:SEED]")
+    items[:] = [item for name in names for item in modules[name]]
+
+
 def session_build_dir() -> Path:
     return Path(SESSION["LTSP_MOSIX_BUILD_DIR"])
 
