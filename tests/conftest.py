@@ -249,6 +249,16 @@ def console_shows(logs: Path, needle: str):
     return seen
 
 
+def settled(probe, grace: float = 10.0):
+    """probe() again until it finds nothing (a process that is going away
+    may take a moment), for at most `grace` seconds; its last finding."""
+    import time
+    deadline = time.monotonic() + grace
+    while (found := probe()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
 def qemu_processes(prefix: str) -> list[int]:
     """QEMUs whose arguments include one starting with prefix (our boots
     name theirs `-name ltsp-mosix-<boot name>`)."""

@@ -11,7 +11,7 @@ from common.errors import EXIT_USER_ERROR
 from common.hashing import sha256_file
 from kernels import build, matrix, toolchain
 from kernels.build import nic_probes
-from tests.conftest import new_path_appears, project_env, run_doit, run_doit_killed, session_build_dir
+from tests.conftest import new_path_appears, project_env, run_doit, run_doit_killed, session_build_dir, settled
 
 pytestmark = pytest.mark.e2e
 LINE = "linux-6.1"
@@ -104,6 +104,12 @@ def test_unknown_variant_lists_the_valid_ones():
     assert "unknown variant 'k6' for line linux-6.1; valid variants: athlon" in result.stderr
 
 
+def accepts_connections(port: int) -> bool:
+    import socket
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def free_port():
     import socket
     with socket.socket() as sock:
@@ -123,7 +129,7 @@ def test_distcc_compiles_kernel_objects_on_a_real_distccd(kernel_61, tmp_path, m
                                "--listen", "127.0.0.1", "--port", str(port), "--log-stderr",
                                "--log-level", "info", "--jobs", "2"], stderr=log_handle)
     try:
-        time.sleep(1)
+        assert settled(lambda: not accepts_connections(port)) is False, f"distccd never listened on {port}"
         monkeypatch.setenv("DISTCC_HOSTS", f"127.0.0.1:{port}/2")
         monkeypatch.setenv("DISTCC_FALLBACK", "0")      # fail rather than compile locally
         monkeypatch.setenv("CCACHE_DIR", str(tmp_path / "ccache"))    # cold: every object misses

@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from qemu.cluster_run import boot_nfsroot
 from qemu.hostile import LOWMEM_END, make_hostile_bzimage, read_initrd_addr_max
 from release.gates import gate_refusals
 from tests.conftest import (ROOT, VANILLA_24, VANILLA_24_SHA256, console_shows, interrupt_doit, new_path_appears,
-                            project_env, qemu_processes, run_doit, run_doit_killed)
+                            project_env, qemu_processes, run_doit, run_doit_killed, settled)
 from tests.httpserver import serve_folder
 from tests.lava_results import write_server_results
 
@@ -427,10 +426,7 @@ def test_boot_test_killed_leaves_no_qemu_and_reruns(line24_booted):
                               kill_when=console_shows(logs, "Linux version"))
     print(f"boot-test:pentium {outcome}")
     assert outcome.startswith("killed"), outcome
-    deadline = time.monotonic() + 5
-    while qemu_processes(f"ltsp-mosix-{LINE}-pentium-") and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert qemu_processes(f"ltsp-mosix-{LINE}-pentium-") == [], "QEMU outlived its killed parent"
+    assert settled(lambda: qemu_processes(f"ltsp-mosix-{LINE}-pentium-")) == [], "QEMU outlived its killed parent"
     rerun = line24_booted.doit("boot-test:pentium")
     assert "5 boots: 5 pass" in rerun.stdout, rerun.stdout[-2000:]
 
@@ -477,8 +473,7 @@ def test_an_interrupted_24_build_ends_cleanly(vanilla_24_tree, tmp_path, sig, st
     assert code == status, output[-2000:]
     assert "Traceback" not in output
     assert f"interrupted by {signal.Signals(sig).name}" in output
-    time.sleep(0.5)
-    assert processes_working_in(tree_dir) == []
+    assert settled(lambda: processes_working_in(tree_dir)) == []
 
 
 def processes_working_in(folder: Path) -> list[str]:

@@ -5,12 +5,12 @@ into the shared folder, node02 restores it and finishes the count; node03's
 CPU lacks node01's features and CRIU there refuses the restore."""
 import json
 import signal
-import time
 
 import pytest
 
 from qemu.netns import NAME_PREFIX, NETNS_DIR
-from tests.conftest import ROOT, interrupt_doit, project_env, qemu_processes, run_doit, session_build_dir
+from tests.conftest import (ROOT, interrupt_doit, project_env, qemu_processes, run_doit, session_build_dir,
+                            settled)
 from tests.e2e.test_nfsroot import leftover_processes
 
 pytestmark = pytest.mark.e2e
@@ -103,8 +103,7 @@ def test_ctrl_c_during_the_migration_tears_everything_down(kernels_64, namespace
                                            sig=signal.SIGINT, kill_when=lambda t: ready.exists())
     print(f"migrate-test {outcome}: exit {code}; {output.strip().splitlines()[-1]}")
     assert code == 130 and "interrupted by SIGINT" in output and "Traceback" not in output, output[-3000:]
-    time.sleep(0.5)
-    assert qemu_processes("ltsp-mosix-migrate68-") == []
+    assert settled(lambda: qemu_processes("ltsp-mosix-migrate68-")) == []
     assert {p.name for p in NETNS_DIR.glob(f"{NAME_PREFIX}*")} <= before
     assert leftover_processes(LINE_DIR / "migrate-test") == []
 
