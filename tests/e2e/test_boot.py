@@ -23,11 +23,6 @@ MB = 1024
 
 
 @pytest.fixture(scope="module")
-def bzimage_61(kernel_61) -> Path:
-    return kernel_61
-
-
-@pytest.fixture(scope="module")
 def initrd_61(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("initrd")
     return make_cpio_initrd(work / "initrd.cpio", compile_init(work))
@@ -54,8 +49,8 @@ def _explain(result) -> str:
     return f"{result.verdict} {result.kind}: {result.console_line} (log {result.log_path})"
 
 
-def test_direct_boot_reaches_the_marker(bzimage_61, initrd_61, logs):
-    result = _boot(bzimage_61, initrd_61, logs, path="direct")
+def test_direct_boot_reaches_the_marker(kernel_61, initrd_61, logs):
+    result = _boot(kernel_61, initrd_61, logs, path="direct")
     assert result.passed, _explain(result)
     assert result.kernel_version.startswith("6.1.")
     assert 400 * MB < result.mem_total_kb <= 512 * MB
@@ -65,9 +60,9 @@ def test_direct_boot_reaches_the_marker(bzimage_61, initrd_61, logs):
 
 
 @pytest.mark.parametrize("mem_mb,firmware", [(512, "rom"), (512, "ipxe"), (3584, "ipxe")])
-def test_pxe_boot_with_e1000(bzimage_61, initrd_61, logs, mem_mb, firmware):
+def test_pxe_boot_with_e1000(kernel_61, initrd_61, logs, mem_mb, firmware):
     """Both firmwares reach the same pxelinux, per-MAC entry and kernel."""
-    result = _boot(bzimage_61, initrd_61, logs, path="pxe", mem_mb=mem_mb, firmware=firmware)
+    result = _boot(kernel_61, initrd_61, logs, path="pxe", mem_mb=mem_mb, firmware=firmware)
     assert result.passed, _explain(result)
     assert result.route == f"pxe/{firmware}"
     log = result.log_path.read_text()
@@ -81,8 +76,8 @@ def test_pxe_boot_with_e1000(bzimage_61, initrd_61, logs, mem_mb, firmware):
 
 @pytest.mark.parametrize("path", ["direct", "pxe"])
 def test_hostile_loader_initrd_is_placed_high_and_6_1_relocates_it(
-        bzimage_61, initrd_61, logs, tmp_path, path):
-    hostile = make_hostile_bzimage(bzimage_61, tmp_path / "bzImage-hostile")
+        kernel_61, initrd_61, logs, tmp_path, path):
+    hostile = make_hostile_bzimage(kernel_61, tmp_path / "bzImage-hostile")
     assert read_initrd_addr_max(hostile.read_bytes()) == 0xFFFFFFFF
     result = _boot(hostile, initrd_61, logs, path=path, mem_mb=3584)
     assert result.passed, _explain(result)
@@ -93,36 +88,36 @@ def test_hostile_loader_initrd_is_placed_high_and_6_1_relocates_it(
 
 
 @pytest.mark.parametrize("nic,driver", [("rtl8139", "8139cp"), ("ne2k_pci", "ne2k-pci")])
-def test_pxe_boot_with_other_nics(bzimage_61, initrd_61, logs, nic, driver):
-    result = _boot(bzimage_61, initrd_61, logs, path="pxe", nic=nic)
+def test_pxe_boot_with_other_nics(kernel_61, initrd_61, logs, nic, driver):
+    result = _boot(kernel_61, initrd_61, logs, path="pxe", nic=nic)
     assert result.passed, _explain(result)
     assert result.drivers == {"eth0": driver}
 
 
-def test_shared_tftp_tree_boots_each_node_its_own_kernel(bzimage_61, initrd_61, logs, tmp_path):
+def test_shared_tftp_tree_boots_each_node_its_own_kernel(kernel_61, initrd_61, logs, tmp_path):
     """Two nodes in one LTSP-style tree: pxelinux must pick the 01-<mac> file
     of the booting node; an unknown MAC must be refused, not booted."""
-    nodes = [PxeNode(f"52:54:00:00:00:0{n}", bzimage_61, initrd_61, f"{APPEND_CPIO} ltsp_node={n}",
+    nodes = [PxeNode(f"52:54:00:00:00:0{n}", kernel_61, initrd_61, f"{APPEND_CPIO} ltsp_node={n}",
                      variant=f"node{n}") for n in (1, 2)]
     root = make_tftp_tree(tmp_path / "tftp", nodes)
-    second = _boot(bzimage_61, initrd_61, logs, path="pxe", tftp_root=root,
+    second = _boot(kernel_61, initrd_61, logs, path="pxe", tftp_root=root,
                    mac="52:54:00:00:00:02", mem_mb=256, variant="node2")
     assert second.passed, _explain(second)
     log = second.log_path.read_text()
     assert "Loading lts/linux-6.1/vmlinuz-node2... ok" in log and "ltsp_node=2" in log
-    stranger = _boot(bzimage_61, initrd_61, logs, path="pxe", tftp_root=root,
+    stranger = _boot(kernel_61, initrd_61, logs, path="pxe", tftp_root=root,
                      mac="52:54:00:00:00:09", mem_mb=256, variant="stranger")
     assert (stranger.verdict, stranger.kind) == ("fail", "pxe-no-entry"), _explain(stranger)
 
 
-def test_no_qemu_survives_a_timeout(bzimage_61, initrd_61, logs):
+def test_no_qemu_survives_a_timeout(kernel_61, initrd_61, logs):
     # PXE takes seconds before the kernel runs, so 1 s is a sure timeout.
-    result = _boot(bzimage_61, initrd_61, logs, path="pxe", timeout=1, variant="timeout-probe")
+    result = _boot(kernel_61, initrd_61, logs, path="pxe", timeout=1, variant="timeout-probe")
     assert (result.verdict, result.kind) == ("hang", "timeout")
     assert qemu_processes(f"ltsp-mosix-{result.name}") == []
 
 
-def test_no_qemu_survives_an_interrupt(bzimage_61, initrd_61, logs, monkeypatch):
+def test_no_qemu_survives_an_interrupt(kernel_61, initrd_61, logs, monkeypatch):
     seen = {}
 
     def interrupted_watch(child, **kwargs):
@@ -132,12 +127,12 @@ def test_no_qemu_survives_an_interrupt(bzimage_61, initrd_61, logs, monkeypatch)
 
     monkeypatch.setattr(boot_module, "watch_stream", interrupted_watch)
     with pytest.raises(KeyboardInterrupt):
-        _boot(bzimage_61, initrd_61, logs, path="direct")
+        _boot(kernel_61, initrd_61, logs, path="direct")
     assert not Path(f"/proc/{seen['pid']}").exists(), "QEMU was not killed and reaped"
 
 
-def test_matrix_of_direct_boots_with_reports(bzimage_61, initrd_61, tmp_path, capsys):
-    cases = [BootCase(bzimage_61, initrd_61, "pentium", "pentium", "e1000", mem, path="direct")
+def test_matrix_of_direct_boots_with_reports(kernel_61, initrd_61, tmp_path, capsys):
+    cases = [BootCase(kernel_61, initrd_61, "pentium", "pentium", "e1000", mem, path="direct")
              for mem in (256, 1024)]
     results = run_matrix(cases, log_dir=tmp_path / "logs", jobs=1)
     assert [r.verdict for r in results] == ["pass", "pass"], [_explain(r) for r in results]
@@ -148,10 +143,10 @@ def test_matrix_of_direct_boots_with_reports(bzimage_61, initrd_61, tmp_path, ca
     assert "2 boots: 2 pass, 0 fail, 0 hang" in written["table"].read_text()
 
 
-def test_an_infrastructure_shaped_failure_is_retried_once_and_named(bzimage_61, initrd_61, tmp_path):
+def test_an_infrastructure_shaped_failure_is_retried_once_and_named(kernel_61, initrd_61, tmp_path):
     """A boot that times out before the kernel's first line (here: 1 s for a
     PXE boot) is tried again; twice is an infra-error, both tries kept."""
-    case = BootCase(bzimage_61, initrd_61, "pentium", "pentium", "e1000", 256, path="pxe", timeout=1)
+    case = BootCase(kernel_61, initrd_61, "pentium", "pentium", "e1000", 256, path="pxe", timeout=1)
     (result,) = run_matrix([case], log_dir=tmp_path / "logs", jobs=1)
     assert result.verdict == "infra-error" and result.kind == "timeout"
     assert [t["verdict"] for t in result.tries] == ["hang"]
