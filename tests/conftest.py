@@ -234,12 +234,13 @@ def new_path_appears(root: Path, pattern: str):
 
 def console_shows(logs: Path, needle: str):
     """A kill_when predicate: true once a console log written after the
-    predicate was made holds `needle` (e.g. a kernel is booting in QEMU)."""
+    predicate was made holds `needle` (e.g. a kernel is booting in QEMU).
+    A boot's log is <name>.log.partial while QEMU runs (qemu/watcher.py)."""
     import time
     made = time.time()
 
     def seen(_elapsed) -> bool:
-        for log in logs.glob("*.log") if logs.is_dir() else ():
+        for log in logs.glob("*.log*") if logs.is_dir() else ():
             try:
                 if log.stat().st_mtime >= made and needle in log.read_text(errors="replace"):
                     return True
