@@ -74,8 +74,10 @@ class Site:
                            LTSP_MOSIX_DL_DIR=str(self.root / "dl"), **extra)
 
     def doit(self, *args, check=True, jobs=1, **extra):
-        """doit line=2.4.22 ARGS in the site; jobs: doit's -n (tasks at once)."""
-        return run_doit("-n", str(jobs), f"line={LINE}", *args, env=self.env(**extra), check=check)
+        """doit line=2.4.22 ARGS in the site; jobs: doit's -n (tasks at once;
+        the option belongs to doit's run command, so only given above 1)."""
+        options = ["-n", str(jobs)] if jobs > 1 else []
+        return run_doit(*options, f"line={LINE}", *args, env=self.env(**extra), check=check)
 
 
 def site_line_toml(shipped: str, mirror: str) -> str:
