@@ -153,15 +153,17 @@ def test_distcc_compiles_kernel_objects_on_a_real_distccd(kernel_61, tmp_path, m
 
 def test_a_61_build_killed_anywhere_reruns_to_the_same_bytes(kernel_61, second_build_dir):
     """In the second folder (its own: the test removes objects): the objects
-    of net/ removed, then `doit kernel:pentium` (real compiles:
-    CCACHE_DISABLE, the same command lines) killed -9 with its process group
+    of net/ removed, then `doit kernel:pentium` (real compiles: ccache off,
+    the same command lines) killed -9 with its process group
     as net/core/sock.o, then net/ipv4/tcp.o, then af_packet.o appears, then
     run to the end: the same bzImage as the uninterrupted build."""
     reference = sha256_file(kernel_61)
     objdir = second_build_dir / LINE / "variants" / "pentium" / "obj"
     image = second_build_dir / LINE / "variants" / "pentium" / "out" / "bzImage"
     shutil.rmtree(objdir / "net")
-    env = project_env(LTSP_MOSIX_BUILD_DIR=str(second_build_dir), CCACHE_DISABLE="1")
+    # ccache off, as the folder's first build: the same compiler lines, so
+    # make rebuilds net/ alone, with real compiles
+    env = project_env(LTSP_MOSIX_BUILD_DIR=str(second_build_dir), LTSP_MOSIX_CCACHE="0")
     points = ("net/core/sock.o", "net/ipv4/tcp.o", "net/packet/af_packet.o")
     outcomes = {}
     for target in points:
