@@ -1,6 +1,7 @@
 """Compose a variant's .config from fragments, run the kernel's own config
 step non-interactively, and audit that every requested option landed (as
 Yocto does after oldconfig: a dropped option is an error, not a warning)."""
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -61,13 +62,32 @@ def _start_options(line, variant, objdir: Path, log: Path, label: str) -> dict[s
     tree's full defconfig (CML1 has no olddefconfig, so every question of
     config.in needs an answer from the start)."""
     if line.config_system == "kconfig":
-        run_logged(make_argv(line, variant, line.base_target), log=log, label=label,
-                   stage=line.base_target, quiet=True)
-        return parse_fragment(objdir / ".config", strict=False)
+        return parse_fragment(_base_target_config(line, variant, objdir, log, label), strict=False)
     defconfig = objdir / line.base_defconfig
     if not defconfig.is_file():
         raise UserError(f"line {line.name}: base defconfig {defconfig} is missing from the tree")
     return parse_fragment(defconfig, strict=False)
+
+
+def _base_target_config(line, variant, objdir: Path, log: Path, label: str) -> Path:
+    """`make tinyconfig` reads only the tree and the toolchain, so it gives
+    every variant of the line the same start: it runs once per line and
+    prepared tree, and build/<line>/<target>.config keeps its result beside
+    what it was made from (the make command and the tree's stamp)."""
+    argv = make_argv(line, variant, line.base_target)
+    made_from = json.dumps({"make": [a for a in argv if not a.startswith("O=")],
+                            "tree": tree.stamp_path(line).read_text()}, sort_keys=True)
+    kept = paths.line_dir(line.name) / f"{line.base_target}.config"
+    stamp = kept.with_name(kept.name + ".from")
+    if kept.is_file() and stamp.is_file() and stamp.read_text() == made_from:
+        with log.open("a") as out:
+            out.write(f"# {line.base_target}: the line's, made once ({kept})\n")
+        return kept
+    run_logged(argv, log=log, label=label, stage=line.base_target, quiet=True)
+    stamp.unlink(missing_ok=True)        # never a stamp beside another run's config
+    paths.atomic_write_bytes(kept, (objdir / ".config").read_bytes())
+    paths.atomic_write_text(stamp, made_from)
+    return kept
 
 
 def reapply_config(line, variant, objdir: Path) -> None:
