@@ -61,9 +61,15 @@ def test_nic_specific_kernel_carries_only_its_driver(kernels):
 @pytest.fixture(scope="module")
 def second_build_dir(kernel_61, tmp_path_factory):
     """A clean build of its own (reproducibility needs an independent one):
-    another build folder, the source unpacked again, no ccache."""
+    another build folder, no ccache.  The prepared source tree is the run's
+    own, hard-linked (kernels/tree.py keeps it under build/trees/; unpacking
+    is proven by its sha256): what is built again is every object."""
     other = tmp_path_factory.mktemp("second") / "build"
-    run_doit("kernel:pentium", env=project_env(LTSP_MOSIX_BUILD_DIR=str(other), LTSP_MOSIX_CCACHE="0"))
+    (other / "trees").mkdir(parents=True)
+    for kept in (session_build_dir() / "trees").iterdir():
+        subprocess.run(["cp", "-al", str(kept), str(other / "trees" / kept.name)], check=True)
+    result = run_doit("kernel:pentium", env=project_env(LTSP_MOSIX_BUILD_DIR=str(other), LTSP_MOSIX_CCACHE="0"))
+    assert "linking the tree prepared from the same sources" in result.stdout, result.stdout[-2000:]
     return other
 
 
@@ -153,18 +159,19 @@ def test_distcc_compiles_kernel_objects_on_a_real_distccd(kernel_61, tmp_path, m
 
 def test_a_61_build_killed_anywhere_reruns_to_the_same_bytes(kernel_61, second_build_dir):
     """In the second folder (its own: the test removes objects): the objects
-    of net/ removed, then `doit kernel:pentium` (real compiles: ccache off,
-    the same command lines) killed -9 with its process group
-    as net/core/sock.o, then net/ipv4/tcp.o, then af_packet.o appears, then
+    of net/core, net/unix and net/packet removed, then `doit kernel:pentium`
+    (real compiles: ccache off, the same command lines) killed -9 with its
+    process group as sock.o, then af_unix.o, then af_packet.o appears, then
     run to the end: the same bzImage as the uninterrupted build."""
     reference = sha256_file(kernel_61)
     objdir = second_build_dir / LINE / "variants" / "pentium" / "obj"
     image = second_build_dir / LINE / "variants" / "pentium" / "out" / "bzImage"
-    shutil.rmtree(objdir / "net")
+    for folder in ("core", "unix", "packet"):
+        shutil.rmtree(objdir / "net" / folder)
     # ccache off, as the folder's first build: the same compiler lines, so
     # make rebuilds net/ alone, with real compiles
     env = project_env(LTSP_MOSIX_BUILD_DIR=str(second_build_dir), LTSP_MOSIX_CCACHE="0")
-    points = ("net/core/sock.o", "net/ipv4/tcp.o", "net/packet/af_packet.o")
+    points = ("net/core/sock.o", "net/unix/af_unix.o", "net/packet/af_packet.o")
     outcomes = {}
     for target in points:
         run_doit("forget", "kernel:pentium", env=env)
