@@ -73,9 +73,11 @@ def _base_target_config(line, variant, objdir: Path, log: Path, label: str) -> P
     """`make tinyconfig` reads only the tree and the toolchain, so it gives
     every variant of the line the same start: it runs once per line and
     prepared tree, and build/<line>/<target>.config keeps its result beside
-    what it was made from (the make command and the tree's stamp)."""
+    what it was made from (the make command, the compiler's version, the
+    tree's stamp)."""
     argv = make_argv(line, variant, line.base_target)
     made_from = json.dumps({"make": [a for a in argv if not a.startswith("O=")],
+                            "gcc": toolchain.first_line(["gcc", "--version"]),
                             "tree": tree.stamp_path(line).read_text()}, sort_keys=True)
     kept = paths.line_dir(line.name) / f"{line.base_target}.config"
     stamp = kept.with_name(kept.name + ".from")
