@@ -40,13 +40,6 @@ RELOCATION_PATCH = "0014-initrd-relocate-below-lowmem.patch"
 MB = 1024
 
 
-def env24(**extra) -> dict:
-    """project_env for the 2.4 line.  ccache stays on: the matrix fills it,
-    and the builds of other folders below (override, clean NIC variant,
-    unpatched kernel) hit it through CCACHE_BASEDIR."""
-    return project_env(**extra)
-
-
 # -- the site: its own archive, pinned on purpose ----------------------------------------
 
 @dataclass(frozen=True)
@@ -69,7 +62,7 @@ class Site:
         return self.line_dir / "variants" / variant / "out"
 
     def env(self, **extra) -> dict:
-        return env24(LTSP_MOSIX_CONFIGS=str(self.configs),
+        return project_env(LTSP_MOSIX_CONFIGS=str(self.configs),
                            LTSP_MOSIX_BUILD_DIR=str(self.root / "build"),
                            LTSP_MOSIX_DL_DIR=str(self.root / "dl"), **extra)
 
@@ -90,6 +83,10 @@ def site_line_toml(shipped: str, mirror: str) -> str:
     assert (urls, backups, listings) == (1, 1, 1) and "kernel.org" not in text, text
     return text
 
+
+# ccache stays on for the 2.4 builds: the matrix fills it, and the builds in
+# other folders below (override, clean NIC variant, unpatched kernel) hit it
+# through CCACHE_BASEDIR; the kill test alone turns it off.
 
 @pytest.fixture(scope="module")
 def site(vanilla_24_archive) -> Site:
@@ -273,7 +270,7 @@ def nic_of(variant: str) -> str:
 # -- the same tree through the local override --------------------------------------------
 
 def override_env(tree_dir: Path, **extra) -> dict:
-    return env24(LTSP_MOSIX_OVERRIDE_LINUX_2_4_22=str(tree_dir), **extra)
+    return project_env(LTSP_MOSIX_OVERRIDE_LINUX_2_4_22=str(tree_dir), **extra)
 
 
 def test_override_build_is_identical_and_refused_by_the_release(line24_built, vanilla_24_tree, tmp_path,
