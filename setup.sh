@@ -14,6 +14,7 @@ PACKAGES="
   qemu-system-x86 ipxe-qemu ipxe pxelinux syslinux-common
   genext2fs e2fsprogs gnupg shellcheck dash dnsmasq-base
   nfs-ganesha nfs-ganesha-vfs rpcbind iproute2 chromium lava-common lava-dispatcher criu
+  apt-utils lintian ltsp
 "
 # shellcheck disable=SC2086
 if ! dpkg -s $PACKAGES >/dev/null 2>&1; then

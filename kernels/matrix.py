@@ -103,6 +103,7 @@ class Line:
     boot: "BootPlan | None" = None       # the line's boot matrix ([boot])
     nic_profiles: tuple[str, ...] = ()   # the NIC profiles it builds (empty: all of configs/nic/)
     release_overlay: bool = True         # releases carry the Mosix node overlay (core package)
+    deb_revision: int = 1                # Debian revision of the release packages: <kernel release>-<this>
 
     @property
     def hash_file(self) -> Path:
@@ -285,7 +286,10 @@ def _line_from_data(name: str, data: dict, path: Path) -> Line:
         boot=_boot_plan(data, path),
         nic_profiles=_line_nic_profiles(data, path),
         release_overlay=optional(data, "release_overlay", bool, path, True),
+        deb_revision=optional(data, "deb_revision", int, path, 1),
     )
+    if line.deb_revision < 1:
+        raise UserError(f"{path}: deb_revision must be 1 or more, not {line.deb_revision}")
     for fragment in (line.base_config, line.invariants):
         if not fragment.is_file():
             raise UserError(f"{path}: fragment {fragment} does not exist")

@@ -25,6 +25,12 @@ from rootfs.pxetree import PxeNode, make_tftp_tree
 APPEND_CPIO = "console=ttyS0,115200 panic=1"                       # 6.1 initramfs: /init
 APPEND_EXT2 = "console=ttyS0,115200 panic=1 root=/dev/ram0 init=/sbin/init"   # 2.4 ext2 initrd
 
+
+def kernel_append(line) -> str:
+    """The command line a line's kernels boot with (by its initrd format)."""
+    return APPEND_CPIO if line.initrd_format == "cpio" else APPEND_EXT2
+
+
 BOOT_PATHS = ("pxe", "direct")
 DEFAULT_TIMEOUT = 60.0
 

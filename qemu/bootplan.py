@@ -10,7 +10,7 @@ from common.hashing import sha256_file
 from common.records import jsonable
 from initrd.tasks import initrd_path
 from kernels import build, matrix
-from qemu.boot import APPEND_CPIO, APPEND_EXT2, BootCase, BootResult, run_matrix
+from qemu.boot import BootCase, BootResult, kernel_append, run_matrix
 from qemu.report import format_table, write_reports
 
 
@@ -33,7 +33,7 @@ def boot_cases(line, variant) -> list[BootCase]:
     nics = matrix.nic_profile(variant.nic).boot_nics
     cells = [(nics[0], mem) for mem in plan.memory_mb] + [(nic, plan.extra_nics_at_mb) for nic in nics[1:]]
     kernel = build.out_dir(line, variant) / "bzImage"
-    append = APPEND_CPIO if line.initrd_format == "cpio" else APPEND_EXT2
+    append = kernel_append(line)
     rom_cell = (nics[0], plan.firmware_rom_at_mb)
     return [BootCase(kernel=kernel, initrd=initrd_path(line), variant=variant.name, cpu=variant.cpu,
                      nic=nic, mem_mb=mem, path=plan.path, append=append, line=line.name,

@@ -24,7 +24,7 @@ from common.errors import InfraError, UserError
 from common.hashing import sha256_file
 from initrd.tasks import initrd_path
 from kernels import build, matrix
-from qemu.boot import APPEND_CPIO, APPEND_EXT2, KERNEL_FIRST_LINE
+from qemu.boot import KERNEL_FIRST_LINE, kernel_append
 from qemu.bootplan import boot_dir
 from qemu.machine import cpu_models
 from qemu.patterns import FAILURE_PATTERNS, classify_line
@@ -113,7 +113,7 @@ def lab_dir(line, variant) -> Path:
 # -- job definitions --------------------------------------------------------------------
 
 def _append(line) -> str:
-    return APPEND_CPIO if line.initrd_format == "cpio" else APPEND_EXT2
+    return kernel_append(line)
 
 
 def _kernel_args(line) -> str:

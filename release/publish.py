@@ -1,6 +1,7 @@
 """Release a line: the gates first (release/gates.py), then deterministic
-packages laid out for an LTSP server, SHA256SUMS, a detached signature by
-the release key and manifest.json, published by an atomic symlink swap."""
+packages laid out for an LTSP 3 server, Debian packages in a signed apt
+repository (release/repository.py), SHA256SUMS, a detached signature by the
+release key and manifest.json, published by an atomic symlink swap."""
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ from kernels import build
 from qemu.boot import route
 from qemu.bootplan import boot_results_path
 from qemu.lava import lab_results
-from release import package
+from release import package, repository
 from release.gates import gate_refusals, relocated_initrd
 from release.verify import MANIFEST, SIGNATURE, SUMS
 from rootfs.layout import site_layout
@@ -87,14 +88,24 @@ def write_sums(staging: Path, names: list[str]) -> Path:
     return staging / SUMS
 
 
-def sign(sums: Path, fingerprint: str, gnupghome: Path) -> Path:
-    """Detached ASCII-armoured signature by the release key, from the keyring
-    named explicitly (never the user's default one)."""
+def check_release_key(fingerprint: str, gnupghome: Path) -> None:
+    """Before anything is built: the keyring named explicitly holds the
+    release key's secret part."""
     import gnupg
+    if not Path(gnupghome).is_dir():
+        raise UserError(f"keyring {gnupghome} does not exist (keyring=GNUPGHOME of the release key)")
     gpg = gnupg.GPG(gnupghome=str(gnupghome))
     secret = {key["fingerprint"] for key in gpg.list_keys(secret=True)}
     if fingerprint not in secret:
         raise UserError(f"release key {fingerprint} has no secret key in {gnupghome}")
+
+
+def sign(sums: Path, fingerprint: str, gnupghome: Path) -> Path:
+    """Detached ASCII-armoured signature by the release key, from the keyring
+    named explicitly (never the user's default one)."""
+    import gnupg
+    check_release_key(fingerprint, gnupghome)
+    gpg = gnupg.GPG(gnupghome=str(gnupghome))
     with sums.open("rb") as handle:
         result = gpg.sign_file(handle, keyid=fingerprint, detach=True, binary=False,
                                output=str(sums.with_name(SIGNATURE)), extra_args=["--digest-algo", "SHA256"])
@@ -175,16 +186,26 @@ def release(line, variants, *, key: str, gnupghome: Path, initrd: Path, overlay:
     refusals = gate_refusals(line, variants, initrd=initrd, hardware=hardware)
     if refusals:
         raise UserError(f"release of {line.name} refused:\n" + "\n".join(f"  - {r}" for r in refusals))
+    check_release_key(key, gnupghome)
     root = release_root()
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"release folder {root} cannot be made: {error.strerror}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise UserError(f"release folder {root} is not writable: nothing was built or published")
     if removed := remove_debris(root, line):
         print(f"[release {line.name}] removed what interrupted releases left: {', '.join(removed)}")
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{line.name}-{os.getpid()}-", dir=root))
     try:
         entries = make_packages(line, variants, staging, initrd=initrd, overlay=overlay)
+        apt = repository.make_repository(line, variants, staging, initrd=initrd, overlay=overlay, key=key)
+        live = root / line.name
+        repository.check_against_live(apt, live.resolve() if live.is_symlink() else None, line)
+        repository.sign_repository(staging, apt, key, gnupghome)
         manifest = {"line": line.name, "description": line.description,
                     "source_date_epoch": build.source_date_epoch(line),
-                    "packages": sorted(entries, key=lambda e: e["package"])}
+                    "packages": sorted(entries, key=lambda e: e["package"]), "apt": apt}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         sums = write_sums(staging, [e["package"] for e in entries] + [MANIFEST])
         sign(sums, key, gnupghome)

@@ -1,12 +1,21 @@
 """What a site runs on a downloaded release: the signature over SHA256SUMS
 by the release key, every file against its sum, the manifest against the
-sums, and no file the sums do not cover."""
+sums, and no file the sums do not cover; then the apt repository: each
+suite's InRelease and Release.gpg by the release key, the indexes against
+Release, the packages against the indexes and the manifest, each kernel
+package's kernel against the bzImage the boot test booted, and no file the
+repository does not account for."""
+import hashlib
 import json
+import subprocess
+import tarfile
 from pathlib import Path
+
+from debian.deb822 import Deb822
 
 from common.errors import VerificationError
 from common.hashing import sha256_file
-from kernels.signature import verify_signature
+from kernels.signature import verify_clearsigned, verify_signature
 from kernels.sources import Signature
 
 SUMS = "SHA256SUMS"
@@ -29,12 +38,16 @@ def verify_release(directory: Path, fingerprint: str, keys_dir: Path) -> str:
         actual = sha256_file(path)
         if actual != expected:
             raise VerificationError(f"{path}: sha256 {actual} does not match {SUMS} ({expected})")
-    _check_manifest(directory, sums)
+    manifest = _check_manifest(directory, sums)
     listed = set(sums) | {SUMS, SIGNATURE}
+    apt_summary = ""
+    if "apt" in manifest:
+        listed.add(APT_DIR)
+        apt_summary = "; " + verify_repository(directory, manifest["apt"], fingerprint, keys_dir)
     extra = sorted(p.name for p in directory.iterdir() if p.name not in listed)
     if extra:
         raise VerificationError(f"{directory}: files not covered by {SUMS}: {', '.join(extra)}")
-    return f"{directory}: {len(sums)} files verified; {summary}"
+    return f"{directory}: {len(sums)} files verified; {summary}{apt_summary}"
 
 
 def _read_sums(path: Path) -> dict[str, str]:
@@ -47,7 +60,7 @@ def _read_sums(path: Path) -> dict[str, str]:
     return sums
 
 
-def _check_manifest(directory: Path, sums: dict[str, str]) -> None:
+def _check_manifest(directory: Path, sums: dict[str, str]) -> dict:
     if MANIFEST not in sums:
         raise VerificationError(f"{directory}: {MANIFEST} is not covered by {SUMS}")
     manifest = json.loads((directory / MANIFEST).read_text())
@@ -58,3 +71,91 @@ def _check_manifest(directory: Path, sums: dict[str, str]) -> None:
     unlisted = sorted(set(sums) - set(packaged) - {MANIFEST})
     if unlisted:
         raise VerificationError(f"{directory}: packages missing from {MANIFEST}: {', '.join(unlisted)}")
+    return manifest
+
+
+APT_DIR = "apt"
+
+
+def verify_repository(directory: Path, apt: dict, fingerprint: str, keys_dir: Path) -> str:
+    """The apt repository of a release, as apt would check it and more."""
+    root = directory / APT_DIR
+    if not root.is_dir() or root.is_symlink():
+        raise VerificationError(f"{root}: the manifest lists an apt repository but the folder is missing")
+    accounted = {apt["key"]["file"]}
+    key_file = directory / apt["key"]["file"]
+    if not key_file.is_file() or sha256_file(key_file) != apt["key"].get("sha256"):
+        raise VerificationError(f"{key_file}: the exported release key is missing or not the one the manifest names")
+    debs = 0
+    for suite, table in sorted(apt["suites"].items()):
+        dists = root / "dists" / suite
+        release_path = dists / "Release"
+        for name in ("Release", "InRelease", "Release.gpg"):
+            if not (dists / name).is_file():
+                raise VerificationError(f"{dists / name} is missing")
+            accounted.add(f"{APT_DIR}/dists/{suite}/{name}")
+        where = f"{dists / 'InRelease'}"
+        signed = verify_clearsigned((dists / "InRelease").read_bytes(), (fingerprint,), keys_dir, where=where)
+        release_text = release_path.read_text()
+        if signed.text.strip("\n") != release_text.strip("\n"):
+            raise VerificationError(f"{where}: the signed text is not {release_path}")
+        detached = Signature(url=str(dists / "Release.gpg"), covers="file", keys=(fingerprint,))
+        verify_signature(detached, release_path, dists / "Release.gpg", keys_dir)
+        release = Deb822(release_text)
+        indexed = {}
+        for line in release.get("SHA256", "").strip().splitlines():
+            digest, size, name = line.split()
+            path = dists / name
+            if path.is_symlink() or not path.is_file():
+                raise VerificationError(f"{release_path}: lists {name}, which is missing")
+            if sha256_file(path) != digest or path.stat().st_size != int(size):
+                raise VerificationError(f"{path}: sha256 or size does not match {release_path}")
+            accounted.add(f"{APT_DIR}/dists/{suite}/{name}")
+            indexed[name] = path
+        packages = [p for name, p in indexed.items() if name.endswith("/Packages")]
+        if not packages:
+            raise VerificationError(f"{release_path}: lists no Packages index")
+        expected = {p["file"]: p for p in table["packages"]}
+        for index in packages:
+            stanzas = list(Deb822.iter_paragraphs(index.read_text()))
+            files = {f"{APT_DIR}/{s['Filename']}": s for s in stanzas}
+            if set(files) != set(expected):
+                raise VerificationError(f"{index}: lists {sorted(set(files) ^ set(expected))} unlike the manifest")
+            for name, stanza in files.items():
+                entry = expected[name]
+                if stanza["SHA256"] != entry["sha256"] or int(stanza["Size"]) != entry["size"]:
+                    raise VerificationError(f"{index}: {name} has another sha256 or size than the manifest")
+        for name, entry in expected.items():
+            deb = directory / name
+            if deb.is_symlink() or not deb.is_file() or sha256_file(deb) != entry["sha256"]:
+                raise VerificationError(f"{deb}: missing, a link, or sha256 is not the manifest's {entry['sha256']}")
+            if entry["kind"] == "kernel":
+                _check_kernel_in_deb(deb, entry)
+            accounted.add(name)
+            debs += 1
+    extra = sorted(str(p.relative_to(directory)) for p in root.rglob("*")
+                   if (p.is_file() or p.is_symlink()) and str(p.relative_to(directory)) not in accounted)
+    if extra:
+        raise VerificationError(f"{root}: files the repository does not account for: {', '.join(extra)}")
+    return f"apt repository: {len(apt['suites'])} suites, {debs} packages verified, each kernel the one boot-tested"
+
+
+def _check_kernel_in_deb(deb: Path, entry: dict) -> None:
+    """The package's kernel, read out of its data archive, is the bzImage
+    the boot test booted (build.json, the gate's record)."""
+    wanted = "." + entry["kernel_path"]
+    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as proc:
+        found = None
+        try:
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+                for member in tar:
+                    if member.name == wanted and member.isfile():
+                        found = hashlib.sha256(tar.extractfile(member).read()).hexdigest()
+        except tarfile.TarError as error:
+            raise VerificationError(f"{deb}: not a readable Debian package ({error})") from None
+    if found is None:
+        raise VerificationError(f"{deb}: holds no {entry['kernel_path']}")
+    if found != entry["bzImage_sha256"]:
+        raise VerificationError(f"{deb}: {entry['kernel_path']} has sha256 {found}, not the boot-tested "
+                                f"bzImage {entry['bzImage_sha256']}")

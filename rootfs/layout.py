@@ -1,9 +1,12 @@
 """Where a site's files go on an LTSP server (configs/site.toml [layout]):
 the TFTP root holding lts/<line>/ kernels and initrds, the node root, and
-the server snippets.  The release packages use the same layout."""
+the server snippets.  The release's Debian packages install by the
+[layouts.*] tables [packages] names: one per kind of server."""
 from dataclasses import dataclass
+from pathlib import Path
 
-from common.data import read_toml, require
+from common.data import optional, read_toml, require
+from common.errors import UserError
 from common.paths import configs_dir
 
 
@@ -20,3 +23,87 @@ def site_layout() -> SiteLayout:
     fields = {name: require(layout, name, str, path, where="layout").strip("/")
               for name in ("tftp_root", "overlay", "server_snippets")}
     return SiteLayout(**fields)
+
+
+# -- Debian packages: where a release's packages install on a server ------------------
+
+LAYOUT_PATHS = ("kernel", "initrd", "system_map", "config", "node_root", "server_snippets")
+PLACEHOLDERS = ("line", "variant", "image", "script")
+
+
+@dataclass(frozen=True)
+class PackageLayout:
+    """One [layouts.<name>] table: a suite of the release's apt repository."""
+    name: str
+    description: str
+    kernel: str
+    initrd: str
+    system_map: str
+    config: str
+    node_root: str
+    server_snippets: str
+    ipxe_dropin: str | None = None       # LTSP 23: `ltsp ipxe` drop-in adding the kernel's menu entry
+    exclusive: str | None = None         # virtual package the core packages provide and conflict with
+    lintian_overrides: tuple[tuple[str, str], ...] = ()
+
+    def path(self, field: str, **values: str) -> str:
+        return getattr(self, field).format(**values)
+
+
+@dataclass(frozen=True)
+class PackageSettings:
+    layouts: tuple[PackageLayout, ...]
+    maintainer: str
+    architectures: tuple[str, ...]
+    component: str
+
+
+def package_settings(path: Path | None = None) -> PackageSettings:
+    """[packages] and the [layouts.*] it names, from configs/site.toml; a
+    missing or mistyped field is an error naming it."""
+    path = path or configs_dir() / "site.toml"
+    data = read_toml(path)
+    packages = require(data, "packages", dict, path)
+    tables = require(data, "layouts", dict, path)
+    names = require(packages, "layouts", list, path, where="packages")
+    if not names:
+        raise UserError(f"{path}: packages.layouts is empty: a release needs at least one layout")
+    layouts = []
+    for name in names:
+        if name not in tables:
+            raise UserError(f"{path}: packages.layouts names {name!r}, which has no [layouts.{name}] table "
+                            f"(tables: {', '.join(sorted(tables)) or 'none'})")
+        layouts.append(_package_layout(name, tables[name], path))
+    architectures = require(packages, "architectures", list, path, where="packages")
+    if not architectures or not all(isinstance(a, str) and a.isalnum() for a in architectures):
+        raise UserError(f"{path}: packages.architectures must list Debian architectures, not {architectures!r}")
+    return PackageSettings(layouts=tuple(layouts),
+                           maintainer=require(packages, "maintainer", str, path, where="packages"),
+                           architectures=tuple(architectures),
+                           component=require(packages, "component", str, path, where="packages"))
+
+
+def _package_layout(name: str, table, path: Path) -> PackageLayout:
+    where = f"layouts.{name}"
+    if not isinstance(table, dict):
+        raise UserError(f"{path}: [{where}] must be a table")
+    if not name.isalnum() or not name.islower():
+        raise UserError(f"{path}: layout name {name!r} must be lower-case letters and digits (it names an apt suite)")
+    fields = {field: require(table, field, str, path, where=where).strip("/") for field in LAYOUT_PATHS}
+    dropin = optional(table, "ipxe_dropin", str, path, where=where)
+    for field, value in {**fields, "ipxe_dropin": dropin or ""}.items():
+        try:
+            value.format(**{p: "x" for p in PLACEHOLDERS})
+        except (KeyError, IndexError, ValueError) as error:
+            raise UserError(f"{path}: {where}.{field} = {value!r}: unknown placeholder {error} "
+                            f"(known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)})") from None
+        if ".." in value.split("/"):
+            raise UserError(f"{path}: {where}.{field} = {value!r} leaves the server's root")
+    overrides = optional(table, "lintian_overrides", list, path, [], where=where)
+    if not all(isinstance(o, list) and len(o) == 2 and all(isinstance(x, str) and x for x in o)
+               for o in overrides):
+        raise UserError(f"{path}: {where}.lintian_overrides must list [tag, reason] pairs")
+    return PackageLayout(name=name, description=require(table, "description", str, path, where=where),
+                         ipxe_dropin=dropin.strip("/") if dropin else None,
+                         exclusive=optional(table, "exclusive", str, path, where=where),
+                         lintian_overrides=tuple(tuple(o) for o in overrides), **fields)

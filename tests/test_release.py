@@ -20,7 +20,7 @@ from qemu import lava
 from qemu.bootplan import boot_results_path
 from release import publish
 from release.gates import gate_refusals
-from release.verify import verify_release
+from release.verify import _check_kernel_in_deb, verify_release
 from tests.lava_results import write_server_results
 
 
@@ -83,7 +83,7 @@ def do_release(built_line, gpg_keys, key=None):
 def test_release_packages_sums_signature_and_manifest(built_line, gpg_keys):
     link = do_release(built_line, gpg_keys)
     names = sorted(p.name for p in link.iterdir())
-    assert names == ["SHA256SUMS", "SHA256SUMS.asc", "ltsp_linux61_core_6.1.192.tar.gz",
+    assert names == ["SHA256SUMS", "SHA256SUMS.asc", "apt", "ltsp_linux61_core_6.1.192.tar.gz",
                      "ltsp_linux61_kernel_P4_epic100_6.1.192.tar.gz",
                      "ltsp_linux61_kernel_Pentium_6.1.192.tar.gz", "manifest.json"]
     with tarfile.open(link / "ltsp_linux61_kernel_Pentium_6.1.192.tar.gz") as tar:
@@ -107,9 +107,13 @@ def test_two_releases_from_the_same_builds_are_byte_identical(built_line, gpg_ke
     shutil.copytree(first, kept)
     shutil.rmtree(publish.release_root())
     second = do_release(built_line, gpg_keys).resolve()
-    for name in os.listdir(kept):
-        if name != "SHA256SUMS.asc":      # a signature carries its own time
-            assert (kept / name).read_bytes() == (second / name).read_bytes(), name
+    compared = 0
+    for path in sorted(kept.rglob("*")):
+        if path.is_file() and path.name not in ("SHA256SUMS.asc", "InRelease", "Release.gpg"):
+            # a signature carries its own time; everything else, .debs and indexes included, is the same
+            assert path.read_bytes() == (second / path.relative_to(kept)).read_bytes(), path
+            compared += 1
+    assert compared > 20
 
 
 @pytest.fixture
@@ -245,12 +249,12 @@ def test_gate_refuses_unknown_or_dirty_patch_series(built_line, gpg_keys, isolat
 
 def test_interrupted_release_leaves_the_previous_one_intact(built_line, gpg_keys):
     first = do_release(built_line, gpg_keys)
-    before = {p.name: p.read_bytes() for p in first.resolve().iterdir()}
+    before = {p.name: p.read_bytes() for p in first.resolve().iterdir() if p.is_file()}
     line, chosen, *_ = built_line
     lay_out_variant(line, chosen[0], kernel=b"HdrS-newer-kernel")
     with pytest.raises(UserError, match="has no secret key"):
         do_release(built_line, gpg_keys, key="0" * 40)
-    after = {p.name: p.read_bytes() for p in (publish.release_root() / "linux-6.1").resolve().iterdir()}
+    after = {p.name: p.read_bytes() for p in (publish.release_root() / "linux-6.1").resolve().iterdir() if p.is_file()}
     assert after == before
     leftovers = [p.name for p in publish.release_root().iterdir() if p.name.startswith(".staging")]
     assert leftovers == []
@@ -264,7 +268,8 @@ def test_published_release_is_world_readable_whatever_the_umask(built_line, gpg_
         os.umask(old)
     folder = link.resolve()
     assert folder.stat().st_mode & 0o777 == 0o755
-    assert {p.stat().st_mode & 0o777 for p in folder.iterdir()} == {0o644}
+    assert {p.stat().st_mode & 0o777 for p in folder.rglob("*") if p.is_file()} == {0o644}
+    assert {p.stat().st_mode & 0o777 for p in folder.rglob("*") if p.is_dir()} == {0o755}
 
 
 def test_republishing_the_same_content_keeps_the_live_release(built_line, gpg_keys, monkeypatch):
@@ -336,3 +341,93 @@ def test_gate_refuses_a_lab_pass_of_another_kernel_and_a_failed_lab_boot(built_l
     import_lab_pass(line, epic, tmp_path, failure="eth0: EPIC/100 transmit timeout, Kernel panic - not syncing")
     refusals = gate_refusals(line, chosen)
     assert any("on lab-node-epic (x86): fail - eth0: EPIC/100 transmit timeout" in r for r in refusals), refusals
+
+
+# -- the apt repository: what verify-release checks, what the release refuses -------------
+
+def test_the_repository_holds_each_layout_as_a_suite_of_debs(published, gpg_keys):
+    manifest = json.loads((published / "manifest.json").read_text())
+    suites = manifest["apt"]["suites"]
+    assert sorted(suites) == ["ltsp23", "ltsp3"]
+    names = sorted(p["package"] for p in suites["ltsp23"]["packages"])
+    assert names == ["ltsp-mosix-linux-6.1-core", "ltsp-mosix-linux-6.1-p4-epic100", "ltsp-mosix-linux-6.1-pentium"]
+    for suite in suites:
+        release = (published / "apt/dists" / suite / "Release").read_text()
+        assert f"Suite: {suite}" in release and "Date: Sun, 11 Dec 2022 21:00:00 GMT" in release
+        assert (published / "apt/dists" / suite / "InRelease").read_text().startswith("-----BEGIN PGP SIGNED MESSAGE")
+        packages = (published / "apt/dists" / suite / "main/binary-amd64/Packages").read_text()
+        assert packages.count("Package: ") == 3 and "Architecture: all" in packages
+    kernel = next(p for p in suites["ltsp3"]["packages"] if p["package"].endswith("-pentium"))
+    assert kernel["kernel_path"] == "/tftpboot/lts/linux-6.1/vmlinuz-pentium"
+    assert kernel["files"][kernel["kernel_path"]] == kernel["bzImage_sha256"]
+    verified = verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
+    assert "apt repository: 2 suites, 6 packages verified" in verified, verified
+
+
+def _deb(published, suite="ltsp23", end="-pentium"):
+    return next((published / "apt/pool" / suite).glob(f"*{end}_*.deb"))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda r: _flip(_deb(r)), "pentium_6.1.192-1_all.deb: missing, a link, or sha256 is not the manifest's"),
+    (lambda r: (r / "apt/dists/ltsp23/main/binary-i386/Packages").write_text("Package: x\n"),
+     "Packages: sha256 or size does not match"),
+    (lambda r: (r / "apt/pool/ltsp23/stray.deb").write_bytes(b"!<arch>\n"), "does not account for: apt/pool/ltsp23/stray.deb"),
+    (lambda r: (r / "apt/dists/ltsp3/InRelease").unlink(), "InRelease is missing"),
+    (lambda r: _relink(_deb(r, "ltsp3")), "missing, a link"),
+])
+def test_verify_release_checks_the_repository(published, gpg_keys, damage, message):
+    damage(published)
+    with pytest.raises(VerificationError, match=message):
+        verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
+
+
+def _flip(path):
+    data = bytearray(path.read_bytes())
+    data[-50] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def _relink(path):
+    kept = path.with_name("kept")
+    path.rename(kept)
+    path.symlink_to(kept.name)
+
+
+def test_inrelease_by_another_key_is_refused(published, gpg_keys):
+    dists = published / "apt/dists/ltsp23"
+    (dists / "InRelease").write_bytes(gpg_keys.clearsign(gpg_keys.other, (dists / "Release").read_bytes()))
+    with pytest.raises(VerificationError, match=gpg_keys.other):
+        verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
+
+
+def test_a_kernel_package_must_hold_the_boot_tested_kernel(published):
+    manifest = json.loads((published / "manifest.json").read_text())
+    entry = dict(next(p for p in manifest["apt"]["suites"]["ltsp23"]["packages"] if p["package"].endswith("-pentium")))
+    _check_kernel_in_deb(published / entry["file"], entry)          # as released
+    entry["bzImage_sha256"] = "0" * 64
+    with pytest.raises(VerificationError, match="not the boot-tested bzImage"):
+        _check_kernel_in_deb(published / entry["file"], entry)
+
+
+def test_a_release_key_missing_from_the_keyring_is_refused_before_anything_is_built(built_line, gpg_keys):
+    missing = "0123456789ABCDEF0123456789ABCDEF01234567"
+    with pytest.raises(UserError, match=f"release key {missing} has no secret key in"):
+        do_release(built_line, gpg_keys, key=missing)
+    assert not publish.release_root().exists() or not any(publish.release_root().iterdir())
+
+
+def test_a_release_folder_that_cannot_be_made_is_refused(built_line, gpg_keys, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("LTSP_MOSIX_RELEASE_DIR", str(blocker / "releases"))
+    with pytest.raises(UserError, match="a-file/releases cannot be made"):
+        do_release(built_line, gpg_keys)
+
+
+def test_a_changed_package_under_a_published_version_is_refused(built_line, gpg_keys):
+    line, chosen, *_ = built_line
+    do_release(built_line, gpg_keys)
+    (build.out_dir(line, chosen[0]) / "config").write_text("CONFIG_CHANGED=y\n")
+    with pytest.raises(UserError, match="6.1.192-1 is published already with other contents .*deb_revision"):
+        do_release(built_line, gpg_keys)

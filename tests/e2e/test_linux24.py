@@ -29,10 +29,12 @@ from qemu.boot import APPEND_EXT2, boot_once
 from qemu.cluster_run import boot_nfsroot
 from qemu.hostile import LOWMEM_END, make_hostile_bzimage, read_initrd_addr_max
 from release.gates import gate_refusals
+from tests.aptroot import AptRoot
 from tests.conftest import (ROOT, VANILLA_24, VANILLA_24_SHA256, console_shows, interrupt_doit, new_path_appears,
                             project_env, qemu_processes, run_doit, run_doit_killed, settled)
 from tests.httpserver import serve_folder
 from tests.lava_results import write_server_results
+from tests.ltsp_site import ltsp_conf, ltsp_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.linux24]
 LINE = "linux-2.4.22"
@@ -214,6 +216,118 @@ def test_release_of_the_line_verifies_and_is_reproducible(released, line24_boote
         assert list(entry["boot_tests"]["3584M"].items()) == [(f"{nic_of(entry['variant'])}/pxe/ipxe/high-initrd", "pass")]
         assert entry["initrd_relocated"]["3584M"].startswith("0x")
         assert entry["sources"][0]["sha256"] == VANILLA_24_SHA256
+
+
+def _installed_as_manifest(server: AptRoot, release: Path, names: list[str]) -> dict:
+    """Every file the manifest lists for the packages is on the server's
+    disk with its sha256; returns the manifest's ltsp23 entries by name."""
+    suite = json.loads((release / "manifest.json").read_text())["apt"]["suites"]["ltsp23"]
+    entries = {p["package"]: p for p in suite["packages"] if p["package"] in names}
+    assert server.installed() == {name: entries[name]["version"] for name in names}
+    for name in names:
+        for path, digest in entries[name]["files"].items():
+            assert sha256_file(server.root / path.lstrip("/")) == digest, f"{name}: {path}"
+    return entries
+
+
+def test_apt_upgrades_a_site_to_the_next_release_and_refuses_an_older_one(released, line24_booted, gpg_keys,
+                                                                          tmp_path):
+    """A site installs the pentium kernel and the core from the line's
+    release; the next release (one more kernel option, deb_revision 2)
+    is published into the same release folder (the link swaps) and
+    `apt-get upgrade` takes it; publishing revision 1 again is refused
+    (apt would never go back to it); a purge leaves nothing behind."""
+    site_releases = tmp_path / "releases"
+    site_releases.mkdir()
+    first = released[0].resolve()
+    shutil.copytree(first, site_releases / first.name)
+    (site_releases / LINE).symlink_to(first.name)
+    names = [f"ltsp-mosix-{LINE}-pentium", f"ltsp-mosix-{LINE}-core"]
+    server = AptRoot(tmp_path / "server")
+    with serve_folder(site_releases) as url:
+        print(server.add_source(f"{url}/{LINE}/apt", "ltsp23", "main",
+                                site_releases / LINE / "apt" / "ltsp-mosix-release.asc"))
+        before = server.files()
+        server.apt("update")
+        print(server.apt("install", *names).stdout[-1200:])
+        old = _installed_as_manifest(server, site_releases / LINE, names)
+
+        upgrade = Site(tmp_path / "next")
+        shutil.copytree(line24_booted.configs, upgrade.configs)
+        toml = upgrade.configs / "lines" / f"{LINE}.toml"
+        toml.write_text(toml.read_text().replace("deb_revision = 1\n", "deb_revision = 2\n"))
+        base = upgrade.configs / "base" / "linux-2.4.22.config"
+        base.write_text(base.read_text() + "CONFIG_BSD_PROCESS_ACCT=y\n")
+        published = upgrade.doit("release", "variants=pentium", f"key={gpg_keys.good}",
+                                 f"keyring={gpg_keys.home}", jobs=2, LTSP_MOSIX_RELEASE_DIR=str(site_releases))
+        print(published.stdout[-1500:])
+        assert (site_releases / LINE).resolve().name != first.name
+
+        server.apt("update")
+        upgraded = server.apt("upgrade")
+        print(upgraded.stdout[-1500:])
+        new = _installed_as_manifest(server, site_releases / LINE, names)
+        assert {n: e["version"] for n, e in new.items()} == {n: "2.4.22-2" for n in names}
+        kernel = new[names[0]]
+        assert kernel["bzImage_sha256"] != old[names[0]]["bzImage_sha256"], "the next release changed the kernel"
+        assert sha256_file(server.root / kernel["kernel_path"].lstrip("/")) == kernel["bzImage_sha256"]
+
+        again = line24_booted.doit("release", "variants=pentium", f"key={gpg_keys.good}",
+                                   f"keyring={gpg_keys.home}", check=False,
+                                   LTSP_MOSIX_RELEASE_DIR=str(site_releases))
+        said = again.stdout + again.stderr
+        print(said[-600:])
+        assert again.returncode != 0 and "older than the published 2.4.22-2" in said and "deb_revision" in said
+        assert (site_releases / LINE).resolve().name != first.name
+
+        server.apt("purge", *names)
+    assert server.installed() == {}
+    assert server.files() == before, sorted(server.files() - before)
+
+
+def test_ltsp23_menu_boots_the_released_24_and_61_kernels(released, released_61, namespaces_allowed, tmp_path):
+    """Debian's LTSP 23 on the server side: apt installs the 2.4.22 and
+    6.1 pentium packages side by side, LTSP's own `ltsp ipxe` writes the
+    menu (the packages' drop-ins add their entries), dnsmasq runs LTSP's
+    configuration in a network namespace, and two QEMU nodes netboot from
+    their NIC's PXE ROM through LTSP's menu, each taking the entry its
+    ltsp.conf section names, to the kernel's marker."""
+    serving = tmp_path / "serving"
+    serving.mkdir()
+    for release in (released[0], released_61):
+        shutil.copytree(release.resolve(), serving / release.name)
+    entries = {LINE: f"ltsp-mosix-{LINE}-pentium", "linux-6.1": "ltsp-mosix-linux-6.1-pentium"}
+    server = AptRoot(tmp_path / "server")
+    with serve_folder(serving) as url:
+        sources = server.root / "etc/apt/sources.list.d"
+        for line in entries:
+            server.add_source(f"{url}/{line}/apt", "ltsp23", "main", serving / line / "apt" / "ltsp-mosix-release.asc")
+            (sources / "ltsp-mosix.list").rename(sources / f"{line}.list")
+        server.apt("update")
+        server.apt("install", *entries.values())
+    nodes = {"52:54:00:23:00:24": entries[LINE], "52:54:00:23:00:61": entries["linux-6.1"]}
+    (server.root / "etc/ltsp").mkdir(parents=True, exist_ok=True)
+    (server.root / "etc/ltsp/ltsp.conf").write_text(ltsp_conf(nodes))
+    with ltsp_server(server.root, tmp_path / "state") as (ltsp, ipxe):
+        menu = (server.root / "srv/tftp/ltsp/ltsp.ipxe").read_text()
+        for entry in entries.values():
+            assert f"\n:{entry}\n" in menu and f"item {entry} " in menu, menu
+        print("\n".join(l for l in menu.splitlines() if "ltsp-mosix" in l))
+        for (mac, entry), name in zip(nodes.items(), ("node24", "node61")):
+            watch = ltsp.boot(mac=mac, cpu="pentium", mem_mb=512, name=name)
+            console = watch.transcript
+            print(f"{name} ({entry}): {watch.verdict} in {watch.seconds:.1f}s: {watch.line}")
+            assert watch.verdict == "pass", console[-3000:]
+            release = "2.4.22" if entry == entries[LINE] else "6.1."
+            assert f"Linux version {release}" in console, console[-2000:]
+    # what the nodes fetched, in order: LTSP's menu, then the entry's kernel and initrd
+    log = (tmp_path / "state" / "dnsmasq.log").read_text()
+    sent = [l.split("sent ", 1)[1].split(" to ")[0] for l in log.splitlines() if "dnsmasq-tftp" in l and " sent " in l]
+    print("\n".join(sent))
+    for entry in entries.values():
+        menu_at = sent.index(str(server.root / "srv/tftp/ltsp/ltsp.ipxe"))
+        kernel_at = sent.index(str(server.root / f"srv/tftp/ltsp/{entry}/vmlinuz"))
+        assert menu_at < kernel_at and str(server.root / f"srv/tftp/ltsp/{entry}/initrd.img") in sent
 
 
 def test_lava_runs_a_24_job_and_the_release_takes_a_real_hardware_pass(line24_booted, gpg_keys, tmp_path):
