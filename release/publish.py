@@ -192,11 +192,13 @@ def release(line, variants, *, key: str, gnupghome: Path, initrd: Path, overlay:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UserError(f"release folder {root} cannot be made: {error.strerror}") from None
-    if not os.access(root, os.W_OK | os.X_OK):
-        raise UserError(f"release folder {root} is not writable: nothing was built or published")
     if removed := remove_debris(root, line):
         print(f"[release {line.name}] removed what interrupted releases left: {', '.join(removed)}")
-    staging = Path(tempfile.mkdtemp(prefix=f".staging-{line.name}-{os.getpid()}-", dir=root))
+    try:      # the first write: a folder that refuses it (mode, read-only mount) stops the release here
+        staging = Path(tempfile.mkdtemp(prefix=f".staging-{line.name}-{os.getpid()}-", dir=root))
+    except OSError as error:
+        raise UserError(f"release folder {root} is not writable ({error.strerror}): "
+                        f"nothing was built or published") from None
     try:
         entries = make_packages(line, variants, staging, initrd=initrd, overlay=overlay)
         apt = repository.make_repository(line, variants, staging, initrd=initrd, overlay=overlay, key=key)

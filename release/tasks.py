@@ -19,8 +19,10 @@ def release_line(line, variant_names: str, key: str, keyring: str, hardware: str
     link = publish.release(line, line.selected(variant_names), key=key.replace(" ", "").upper(),
                            gnupghome=Path(keyring), initrd=initrd_path(line), overlay=core,
                            hardware=_hardware_required(hardware))
-    for path in sorted(link.resolve().iterdir()):
-        print(f"  {path.stat().st_size:>10}  {path.name}")
+    published = link.resolve()
+    for path in sorted(published.rglob("*")):
+        if path.is_file() and (path.parent == published or path.suffix == ".deb"):
+            print(f"  {path.stat().st_size:>10}  {path.relative_to(published)}")
     print(f"[release {line.name}] published {link} -> {link.resolve().name}", flush=True)
 
 

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,6 +217,21 @@ def test_release_of_the_line_verifies_and_is_reproducible(released, line24_boote
         assert list(entry["boot_tests"]["3584M"].items()) == [(f"{nic_of(entry['variant'])}/pxe/ipxe/high-initrd", "pass")]
         assert entry["initrd_relocated"]["3584M"].startswith("0x")
         assert entry["sources"][0]["sha256"] == VANILLA_24_SHA256
+
+
+def test_lintian_finds_no_error_in_any_package_of_the_release(released):
+    """Every .deb of the whole line's release, both layouts: lintian's own
+    verdict, errors fail; the package list with sizes is printed."""
+    debs = sorted(released[0].resolve().glob("apt/pool/*/*.deb"))
+    assert len(debs) == 2 * 13
+    for deb in debs:
+        print(f"{deb.stat().st_size:>10}  {deb.relative_to(released[0].resolve())}")
+    result = subprocess.run(["lintian", "--fail-on", "error", "--display-level", ">=warning", *map(str, debs)],
+                            capture_output=True, text=True)
+    print(result.stdout[-4000:])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    tags = {line.split(": ", 2)[1].split()[0] for line in result.stdout.splitlines() if line[:2] in ("E:", "W:")}
+    assert tags <= {"initial-upload-closes-no-bugs"}, tags        # the warnings README accepts
 
 
 def _installed_as_manifest(server: AptRoot, release: Path, names: list[str]) -> dict:
