@@ -2,7 +2,9 @@
 file and changelog through python-debian, the archive by
 `dpkg-deb --build --root-owner-group`.  Reproducible: files copied with
 normalised modes and SOURCE_DATE_EPOCH as every mtime, gzip without name
-or time, dpkg-deb's own members dated SOURCE_DATE_EPOCH.
+or time, dpkg-deb's own members dated SOURCE_DATE_EPOCH.  Compressed with
+gzip (-9): every dpkg reads it, an LTSP 3 era server's included, and it
+builds four times faster than xz for a few percent more bytes.
 
 Names and versions (what an administrator reads in `apt list`):
 
@@ -108,7 +110,7 @@ def build_deb(spec: DebSpec, out_dir: Path, *, epoch: int, settings: PackageSett
         out = Path(out_dir) / deb_file_name(spec.package, spec.version)
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(f".{out.name}.partial")
-        result = subprocess.run(["dpkg-deb", "--build", "--root-owner-group", "-Zxz", str(root), str(partial)],
+        result = subprocess.run(["dpkg-deb", "--build", "--root-owner-group", "-Zgzip", "-z9", str(root), str(partial)],
                                 capture_output=True, text=True,
                                 env={**os.environ, "SOURCE_DATE_EPOCH": str(epoch)})
         if result.returncode != 0:

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from common.errors import UserError
+from common.paths import configs_dir
 from common.hashing import sha256_file
 from kernels import build, matrix
 from qemu.boot import kernel_append
@@ -80,7 +81,7 @@ def check_against_live(apt: dict, live: Path | None, line) -> None:
         published = json.loads((live / "manifest.json").read_text()).get("apt", {}).get("suites", {})
     except (OSError, ValueError, AttributeError):
         return
-    where = f"configs/lines/{line.name}.toml deb_revision"
+    where = f"deb_revision in {configs_dir() / 'lines' / (line.name + '.toml')}"
     for suite, table in apt["suites"].items():
         old = {p["package"]: p for p in published.get(suite, {}).get("packages", []) if isinstance(p, dict)}
         for package in table["packages"]:

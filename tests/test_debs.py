@@ -77,7 +77,8 @@ def test_lintian_reports_no_error_on_a_package_of_each_layout(tmp_path):
                             capture_output=True, text=True)
     print(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert not [line for line in result.stdout.splitlines() if line.startswith("E:")]
+    tags = {line.split(": ", 2)[2].split()[0] for line in result.stdout.splitlines() if line[:2] in ("E:", "W:")}
+    assert tags <= {"initial-upload-closes-no-bugs"}, tags        # the warnings README accepts
 
 
 def test_two_packages_owning_one_file_are_refused():
@@ -118,7 +119,7 @@ def test_versions_apt_would_order_wrongly_are_refused_against_the_live_release(t
     live = tmp_path / "live"
     live.mkdir()
     (live / "manifest.json").write_text(json.dumps({"apt": _apt("2.4.22-2", "aa")}))
-    with pytest.raises(UserError, match=r"2.4.22-1 is older than the published 2.4.22-2 .*deb_revision"):
+    with pytest.raises(UserError, match=r"2.4.22-1 is older than the published 2.4.22-2 .*deb_revision in .*linux-2.4.22.toml"):
         repository.check_against_live(_apt("2.4.22-1", "bb"), live, _Line())
     with pytest.raises(UserError, match="published already with other contents"):
         repository.check_against_live(_apt("2.4.22-2", "bb"), live, _Line())

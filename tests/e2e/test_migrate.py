@@ -116,6 +116,9 @@ def test_the_x86_64_line_is_released_like_the_others(kernels_64, gpg_keys, tmp_p
     assert [n for n in names if "_kernel_" in n] == [n for n in names if n.startswith("ltsp_linux61_x86_64_kernel_")]
     assert len([n for n in names if "_kernel_" in n]) == 2, names
     assert not [n for n in names if "_core_" in n]          # no Mosix overlay on this line
+    manifest = json.loads((tmp_path / "releases" / LINE / "manifest.json").read_text())
+    debs = sorted(p["package"] for p in manifest["apt"]["suites"]["ltsp23"]["packages"])
+    assert debs == ["ltsp-mosix-linux-6.1-x86-64-haswell", "ltsp-mosix-linux-6.1-x86-64-k8"], debs
     verified = run_doit("verify-release", f"dir={tmp_path / 'releases' / LINE}", f"key={gpg_keys.good}",
                         f"keys={gpg_keys.keys_dir}", env=env)
-    assert "files verified" in verified.stdout
+    assert "files verified" in verified.stdout and "apt repository: 2 suites, 4 packages verified" in verified.stdout
