@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from common import paths
+from common import paths, safeyaml
 from common.data import read_toml, require
 from common.errors import InfraError, UserError
 from common.hashing import sha256_file
@@ -55,11 +55,22 @@ class NodeDevice:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Caps on what comes from outside ([limits] of configs/lava.toml)."""
+    results_bytes: int
+    job_bytes: int
+    line_bytes: int
+    console_bytes: int
+    console_line_chars: int
+
+
+@dataclass(frozen=True)
 class Settings:
     start: str
     no_interface: str
     qemu: QemuDevice
     node: NodeDevice
+    limits: Limits
 
 
 def settings_file() -> Path:
@@ -72,6 +83,7 @@ def settings() -> Settings:
     check = require(data, "check", dict, path)
     qemu = require(data, "qemu", dict, path)
     node = require(data, "node", dict, path)
+    limits = require(data, "limits", dict, path)
     method = require(node, "boot_method", str, path, where="node")
     if method not in ("ipxe", "pxe"):
         raise UserError(f"{path}: field 'node.boot_method' must be \"ipxe\" or \"pxe\", not {method!r}")
@@ -86,7 +98,12 @@ def settings() -> Settings:
         node=NodeDevice(device_type=require(node, "device_type", str, path, where="node"), boot_method=method,
                         commands=require(node, "commands", str, path, where="node"),
                         job_minutes=require(node, "job_minutes", int, path, where="node"),
-                        boot_minutes=require(node, "boot_minutes", int, path, where="node")))
+                        boot_minutes=require(node, "boot_minutes", int, path, where="node")),
+        limits=Limits(results_bytes=require(limits, "results_mb", int, path, where="limits") * safeyaml.MiB,
+                      job_bytes=require(limits, "job_kb", int, path, where="limits") * 1024,
+                      line_bytes=require(limits, "line_kb", int, path, where="limits") * 1024,
+                      console_bytes=require(limits, "console_kb", int, path, where="limits") * 1024,
+                      console_line_chars=require(limits, "console_line_chars", int, path, where="limits")))
 
 
 # -- where things go ------------------------------------------------------------------
@@ -354,7 +371,7 @@ def device_dictionary(job: dict, hostname: str = "qemu-local") -> dict:
 def run_local(job_path: Path, out_dir: Path, *, job_id: str) -> Path:
     """Run one QEMU job with Debian's lava-run; returns its log (JSON lines:
     LAVA's own log, results and the target's console)."""
-    job = yaml.safe_load(Path(job_path).read_text())
+    job = read_job(Path(job_path))
     device = device_dictionary(job)
     if shutil.which(LAVA_RUN) is None:
         raise InfraError("lava-run missing: apt-get install lava-dispatcher")
@@ -373,36 +390,53 @@ def run_local(job_path: Path, out_dir: Path, *, job_id: str) -> Path:
 
 # -- importing results -------------------------------------------------------------------
 
+def read_job(path: Path) -> dict:
+    """A LAVA job file: capped, aliases and unsafe tags refused, a mapping."""
+    job = safeyaml.load(safeyaml.read_capped(path, settings().limits.job_bytes, "a LAVA job"), str(path))
+    if not isinstance(job, dict):
+        raise UserError(f"{path}: a LAVA job must be a YAML mapping, not {type(job).__name__}")
+    return job
+
+
+def _read_outside(path: Path) -> str:
+    limits = settings().limits
+    text = safeyaml.read_capped(path, limits.results_bytes, "LAVA results or a lava-run log")
+    safeyaml.check_lines(text, limits.line_bytes, str(path))
+    return text
+
+
 def read_results(path: Path) -> list[dict]:
     """A LAVA job's results as {suite, case, result, extra}: from lava-run's
     log (one YAML flow mapping per line, lvl "results") or a LAVA server's
     results YAML (a list of {suite, name, result, metadata})."""
-    text = Path(path).read_text(errors="replace")
+    text = _read_outside(path)
     found = []
     if _is_run_log(text):
-        for entry in _log_entries(path, text):
+        for number, entry in _log_entries(path, text):
             if entry.get("lvl") == "results":
-                msg = entry["msg"]
-                found.append({"suite": msg.get("definition", ""), "case": msg.get("case", ""),
-                              "result": msg.get("result", ""), "extra": msg.get("extra") or {}})
+                msg = entry.get("msg")
+                if not isinstance(msg, dict):
+                    raise UserError(f"{path}:{number}: a results line whose msg is not a mapping")
+                extra = msg.get("extra") or {}
+                found.append({"suite": str(msg.get("definition", "")), "case": str(msg.get("case", "")),
+                              "result": str(msg.get("result", "")), "extra": extra if isinstance(extra, dict) else {}})
         return found
-    try:
-        entries = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise UserError(f"{path}: neither a lava-run log nor LAVA results YAML ({error})") from None
+    entries = safeyaml.load(text, str(path))
     if not isinstance(entries, list):
         raise UserError(f"{path}: LAVA results YAML must be a list of test cases")
-    for entry in entries:
+    for number, entry in enumerate(entries, 1):
         if not isinstance(entry, dict) or not {"suite", "name", "result"} <= entry.keys():
-            raise UserError(f"{path}: a result without suite/name/result: {entry!r}"[:300])
+            raise UserError(f"{path}: test case {number} lacks suite, name or result")
         metadata = entry.get("metadata") or {}
         if isinstance(metadata, str):
-            metadata = yaml.safe_load(metadata) or {}
+            metadata = safeyaml.load(metadata, f"{path}: metadata of test case {number}") or {}
+        if not isinstance(metadata, dict):
+            raise UserError(f"{path}: metadata of test case {number} is not a mapping")
         extra = metadata.get("extra") or {}
         if isinstance(extra, list):         # a server exports a long extra as [{key: value}, ...]
             extra = {k: v for item in extra if isinstance(item, dict) for k, v in item.items()}
         found.append({"suite": str(entry["suite"]), "case": str(entry["name"]), "result": str(entry["result"]),
-                      "extra": extra, "job": str(entry.get("job", ""))})
+                      "extra": extra if isinstance(extra, dict) else {}, "job": str(entry.get("job", ""))})
     return found
 
 
@@ -410,27 +444,37 @@ def _is_run_log(text: str) -> bool:
     return text.lstrip().startswith("{")
 
 
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def _log_entries(path: Path, text: str):
-    """lava-run's log lines: YAML flow mappings (mostly JSON, with YAML tags)."""
+    """lava-run's log lines: YAML flow mappings (mostly JSON, with YAML
+    tags), each read on its own, aliases refused; yields (number, entry)."""
     for number, line in enumerate(text.splitlines(), 1):
-        try:
-            entry = yaml.load(line, Loader=_LOADER)
-        except yaml.YAMLError:
-            entry = None
+        entry = safeyaml.load(line, f"{path}:{number}")
         if not isinstance(entry, dict):
             raise UserError(f"{path}:{number}: not a lava-run log line: {line[:120]!r}")
-        yield entry
+        yield number, entry
 
 
 def console_lines(path: Path) -> list[str]:
-    """The target's console from lava-run's log ([] for server results)."""
-    text = Path(path).read_text(errors="replace")
+    """The target's console from lava-run's log ([] for server results):
+    each line cut to the cap before it is kept, the whole to its cap."""
+    limits = settings().limits
+    text = _read_outside(path)
     if not _is_run_log(text):
         return []
-    return [str(entry["msg"]) for entry in _log_entries(path, text) if entry.get("lvl") == "target"]
+    kept, size = [], 0
+    for number, entry in _log_entries(path, text):
+        if entry.get("lvl") != "target":
+            continue
+        msg = entry.get("msg")
+        line = msg if isinstance(msg, str) else json.dumps(msg, default=str)[:limits.console_line_chars + 1]
+        if len(line) > limits.console_line_chars:
+            line = line[:limits.console_line_chars] + " [line cut]"
+        if size + len(line) > limits.console_bytes:
+            kept.append(f"[console cut at {limits.console_bytes} bytes: {path} line {number} and later]")
+            break
+        kept.append(line)
+        size += len(line) + 1
+    return kept
 
 
 def _download_sha256(results: list[dict], label: str) -> str | None:
@@ -471,9 +515,16 @@ def import_results(line, job_path: Path, results_path: Path, device: str, *, job
     for path, what in ((job_path, "job="), (results_path, "results=")):
         if not path or not Path(path).is_file():
             raise UserError(f"lava-import {what}{path or ''}: no such file")
-    job = yaml.safe_load(Path(job_path).read_text())
-    meta = (job or {}).get("metadata") or {}
+    job = read_job(Path(job_path))
+    meta = job.get("metadata") or {}
     key = f"{ORIGIN_KEY}."
+    if not isinstance(meta, dict):
+        raise UserError(f"{job_path}: metadata must be a mapping")
+    for field in ("line", "variant", "kernel_sha256"):
+        if not isinstance(meta.get(key + field), str):
+            raise UserError(f"{job_path}: metadata {key}{field} is missing: not a job `doit lava-jobs` wrote")
+    if not isinstance(job.get("job_name"), str):
+        raise UserError(f"{job_path}: job_name is missing")
     if meta.get(key + "line") != line.name:
         raise UserError(f"{job_path}: not a job of line {line.name} (metadata {key}line = "
                         f"{meta.get(key + 'line')!r}); pick the line with doit line=NAME")
@@ -495,7 +546,7 @@ def import_results(line, job_path: Path, results_path: Path, device: str, *, job
     card = meta.get(key + "card")
     record = {"line": line.name, "variant": variant.name, "job_name": job["job_name"], "job_id": job_id,
               "device": device, "device_type": job.get("device_type"), "tags": job.get("tags", []),
-              "card": card, "mem_mb": int(meta[key + "mem_mb"]) if key + "mem_mb" in meta else None,
+              "card": card, "mem_mb": _int_or_none(meta.get(key + "mem_mb"), job_path, key + "mem_mb"),
               "kernel_sha256": expected, "initrd_sha256": meta.get(key + "initrd_sha256"),
               "ran_on": f"lab/{device}", "results": str(Path(results_path).resolve()), **verdict}
     folder = lab_dir(line, variant)
@@ -506,6 +557,15 @@ def import_results(line, job_path: Path, results_path: Path, device: str, *, job
     print(f"[lava-import] {variant.name}: {job['job_name']} on {device} ({job.get('device_type')}): "
           f"{verdict['verdict']}" + (f" - {verdict['failure']}" if verdict["failure"] else ""), flush=True)
     return target
+
+
+def _int_or_none(value, path, field: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: metadata {field} must be a number of MB, not {str(value)[:40]!r}") from None
 
 
 def lab_results(line, variant) -> list[dict]:

@@ -217,7 +217,7 @@ def test_import_refuses_another_kernel_another_line_and_missing_input(isolated, 
 def test_results_that_are_neither_format_are_refused(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("{not: [closed\n")
-    with pytest.raises(UserError, match="bad.yaml:1: not a lava-run log line"):
+    with pytest.raises(UserError, match="bad.yaml:1: not valid YAML"):
         lava.read_results(bad)
     bad.write_text("job: 1\n")
     with pytest.raises(UserError, match="must be a list of test cases"):
