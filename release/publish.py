@@ -114,15 +114,17 @@ def sign(sums: Path, fingerprint: str, gnupghome: Path) -> Path:
     return sums.with_name(SIGNATURE)
 
 
-def publish(staging: Path, line) -> Path:
+def publish(staging: Path, line, key: str) -> Path:
     """<root>/<line> is a symlink to a complete release directory, swapped
     atomically: a reader sees the old release or the new one, never half.
-    The directory is named by its SHA256SUMS, so the same content is the
-    same directory: republishing it only re-points the link.  Nothing the
-    link points at is removed before the swap; other releases of the line
-    are removed after it."""
+    The directory is named by its SHA256SUMS and the signing key, so the
+    same content signed by the same key is the same directory: republishing
+    it only re-points the link; signed by another key (a rotated release
+    key) it is a new directory, and the link moves to it.  Nothing the link
+    points at is removed before the swap; other releases of the line are
+    removed after it."""
     root = release_root()
-    digest = hashlib.sha256((staging / SUMS).read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256((staging / SUMS).read_bytes() + f"signed-by {key}".encode()).hexdigest()[:16]
     final = root / f".{line.name}-{digest}"
     link = root / line.name
     if link.exists() and not link.is_symlink():
@@ -211,6 +213,6 @@ def release(line, variants, *, key: str, gnupghome: Path, initrd: Path, overlay:
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         sums = write_sums(staging, [e["package"] for e in entries] + [MANIFEST])
         sign(sums, key, gnupghome)
-        return publish(staging, line)
+        return publish(staging, line, key)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
