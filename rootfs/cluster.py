@@ -51,6 +51,7 @@ DEFAULT_SCREEN = "startx"
 # 2.4 needs a few MB for itself and the NFS-root userland; LTSP 3's minimum.
 MIN_MEMORY_MB = 16
 
+_NFS_ROOT = re.compile(r"(/[A-Za-z0-9._+-]+)+/?")
 CLUSTER_KEYS = {"name", "line", "subnet", "server", "nfs_root", "screen"}
 CLUSTER_REQUIRED = ("name", "line", "subnet", "server", "nfs_root")
 NODE_KEYS = {"name", "mac", "ip", "cpu", "nic", "nic_profile", "memory_mb", "screen"}
@@ -218,9 +219,12 @@ def _parse_header(path: Path, table) -> dict:
     if why:
         fail("server", f"{server} {why}")
     nfs_root = _text(table, "nfs_root", fail)
-    if not nfs_root.startswith("/") or any(c.isspace() or c in ",:" for c in nfs_root):
-        # ',' would start the nfsroot= options and ':' split server from path
-        fail("nfs_root", f"{nfs_root!r} must be an absolute path without whitespace, ',' or ':'")
+    if not _NFS_ROOT.fullmatch(nfs_root) or "/../" in f"{nfs_root}/" or "/./" in f"{nfs_root}/":
+        # It reaches dnsmasq.conf, every pxelinux APPEND line and the NFS
+        # server's export: ',' would start the nfsroot= options, ':' split
+        # server from path, a quote, ';' or '$' end or run something there.
+        fail("nfs_root", f"{nfs_root!r} must be an absolute path of letters, digits and '._+-' "
+                         f"components (no whitespace, quotes, ',', ':', ';', '$', '..')")
     screen = table.get("screen", DEFAULT_SCREEN)
     if screen not in SCREENS:
         fail("screen", f"{screen!r} is not one of {', '.join(SCREENS)}")

@@ -2,6 +2,7 @@
 the TFTP root holding lts/<line>/ kernels and initrds, the node root, and
 the server snippets.  The release's Debian packages install by the
 [layouts.*] tables [packages] names: one per kind of server."""
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,17 +18,32 @@ class SiteLayout:
     server_snippets: str
 
 
-def site_layout() -> SiteLayout:
-    path = configs_dir() / "site.toml"
+def site_layout(path: Path | None = None) -> SiteLayout:
+    path = path or configs_dir() / "site.toml"
     layout = require(read_toml(path), "layout", dict, path)
     fields = {name: require(layout, name, str, path, where="layout").strip("/")
               for name in ("tftp_root", "overlay", "server_snippets")}
+    for name, value in fields.items():
+        if not _PATH.fullmatch(value) or ".." in value.split("/") or "{" in value:
+            raise UserError(f"{path}: layout.{name} = {value!r}: a relative path of letters, digits and '._+-/'")
     return SiteLayout(**fields)
 
 
 # -- Debian packages: where a release's packages install on a server ------------------
 
 LAYOUT_PATHS = ("kernel", "initrd", "system_map", "config", "node_root", "server_snippets")
+# What may reach a package's file list, a control file, Release or a shell
+# script from configs/site.toml: checked where it is read.
+_PATH = re.compile(r"[A-Za-z0-9._+/{}-]+")
+_MAINTAINER = re.compile(r"[^<>\n\r]+ <[^<>\s@]+@[^<>\s]+>")
+_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]*")
+_TAG = re.compile(r"[a-z0-9][a-z0-9-]*")
+
+
+def _one_line(value: str, path: Path, label: str) -> str:
+    if not value or not value.isprintable() or len(value) > 200:
+        raise UserError(f"{path}: field {label!r} must be one printable line of at most 200 characters")
+    return value
 PLACEHOLDERS = ("line", "variant", "image", "script")
 
 
@@ -77,10 +93,14 @@ def package_settings(path: Path | None = None) -> PackageSettings:
     architectures = require(packages, "architectures", list, path, where="packages")
     if not architectures or not all(isinstance(a, str) and a.isalnum() for a in architectures):
         raise UserError(f"{path}: packages.architectures must list Debian architectures, not {architectures!r}")
-    return PackageSettings(layouts=tuple(layouts),
-                           maintainer=require(packages, "maintainer", str, path, where="packages"),
-                           architectures=tuple(architectures),
-                           component=require(packages, "component", str, path, where="packages"))
+    maintainer = require(packages, "maintainer", str, path, where="packages")
+    if not _MAINTAINER.fullmatch(maintainer):
+        raise UserError(f"{path}: field 'packages.maintainer' = {maintainer!r} must read 'Name <address>'")
+    component = require(packages, "component", str, path, where="packages")
+    if not _TAG.fullmatch(component):
+        raise UserError(f"{path}: field 'packages.component' = {component!r}: lower-case letters, digits, '-'")
+    return PackageSettings(layouts=tuple(layouts), maintainer=maintainer, architectures=tuple(architectures),
+                           component=component)
 
 
 def _package_layout(name: str, table, path: Path) -> PackageLayout:
@@ -99,11 +119,20 @@ def _package_layout(name: str, table, path: Path) -> PackageLayout:
                             f"(known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)})") from None
         if ".." in value.split("/"):
             raise UserError(f"{path}: {where}.{field} = {value!r} leaves the server's root")
+        if value and not _PATH.fullmatch(value):
+            raise UserError(f"{path}: {where}.{field} = {value!r}: a path of letters, digits and "
+                            f"'._+-/' and placeholders only")
     overrides = optional(table, "lintian_overrides", list, path, [], where=where)
     if not all(isinstance(o, list) and len(o) == 2 and all(isinstance(x, str) and x for x in o)
                for o in overrides):
         raise UserError(f"{path}: {where}.lintian_overrides must list [tag, reason] pairs")
-    return PackageLayout(name=name, description=require(table, "description", str, path, where=where),
-                         ipxe_dropin=dropin.strip("/") if dropin else None,
-                         exclusive=optional(table, "exclusive", str, path, where=where),
+    if not all(_TAG.fullmatch(tag) and reason.isprintable() for tag, reason in overrides):
+        raise UserError(f"{path}: {where}.lintian_overrides: a tag is lower-case letters, digits and '-', "
+                        f"a reason one printable line")
+    exclusive = optional(table, "exclusive", str, path, where=where)
+    if exclusive is not None and not _NAME.fullmatch(exclusive):
+        raise UserError(f"{path}: {where}.exclusive = {exclusive!r} is not a Debian package name")
+    description = _one_line(require(table, "description", str, path, where=where), path, f"{where}.description")
+    return PackageLayout(name=name, description=description,
+                         ipxe_dropin=dropin.strip("/") if dropin else None, exclusive=exclusive,
                          lintian_overrides=tuple(tuple(o) for o in overrides), **fields)

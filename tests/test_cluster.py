@@ -134,6 +134,10 @@ memory_mb = 8
 @pytest.mark.parametrize("header, field", [
     ('subnet = "10.0.0.1/24"', "subnet"),            # host bits set
     ('nfs_root = "opt/ltsp"', "nfs_root"),          # relative
+    ('nfs_root = "/opt/ltsp/i386\\";$(reboot)#"', "nfs_root"),     # a quote and a command
+    ('nfs_root = "/opt/ltsp/../../etc"', "nfs_root"),
+    ('nfs_root = "/opt/ltsp/i386\\nenable-ra"', "nfs_root"),     # a newline into dnsmasq.conf
+    ("nfs_root = \"/opt/ltsp/i'386\"", "nfs_root"),
     ('screen = "kde"', "screen"),
 ])
 def test_bad_cluster_header_names_the_field(tmp_path, header, field):
@@ -159,3 +163,20 @@ def test_server_outside_subnet_is_refused(tmp_path):
 def test_missing_cluster_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="cluster file missing"):
         load_cluster(tmp_path / "none.toml")
+
+
+def test_doit_refuses_a_hostile_cluster_file_before_writing_anything(tmp_path):
+    """cluster-test as typed, with nfs_root carrying a quote and a command:
+    exit 3 naming the file and field, and no generated file anywhere."""
+    from tests.conftest import project_env, run_doit
+    path = tmp_path / "hostile.toml"
+    shipped = default_cluster_path().read_text()
+    path.write_text(re.sub(r'(?m)^nfs_root = .*$', 'nfs_root = "/opt/ltsp/i386\\";$(reboot)#"', shipped, count=1))
+    build = tmp_path / "build"
+    result = run_doit("cluster-test", f"cluster={path}", check=False,
+                      env=project_env(LTSP_MOSIX_BUILD_DIR=str(build)))
+    said = result.stdout + result.stderr
+    assert result.returncode == 3, said[-2000:]
+    assert f"{path}: [cluster] field 'nfs_root'" in said and "Traceback" not in said
+    written = [p for p in build.rglob("*") if p.name in ("dnsmasq.conf", "ganesha.conf") or p.parent.name == "pxelinux.cfg"]
+    assert written == []

@@ -99,10 +99,18 @@ def _site_toml(tmp_path: Path, edit) -> Path:
     (lambda t: t.replace("{image}/vmlinuz", "{img}/vmlinuz"), "unknown placeholder 'img'"),
     (lambda t: t.replace('node_root = "opt/ltsp/i386"', 'node_root = "../etc"'), "leaves the server's root"),
     (lambda t: t.replace('maintainer = ', 'maintainers = '), "missing field 'packages.maintainer'"),
+    (lambda t: t.replace('maintainer = "', 'maintainer = "x\\nPre-Depends: evil <a@b>'), "packages.maintainer"),
+    (lambda t: t.replace('kernel = "srv/tftp', 'kernel = "srv/tftp\\"; reboot; \\"'), "layouts.ltsp23.kernel"),
+    (lambda t: t.replace('description = "a Debian LTSP 23', 'description = "two\\nlines'), "layouts.ltsp23.description"),
+    (lambda t: t.replace('component = "main"', 'component = "main contrib"'), "packages.component"),
+    (lambda t: t.replace('tftp_root = "tftpboot"', 'tftp_root = "tftp boot"'), "layout.tftp_root"),
 ])
 def test_a_bad_site_layout_is_refused_naming_the_field(tmp_path, edit, message):
+    from rootfs.layout import site_layout
+    path = _site_toml(tmp_path, edit)
     with pytest.raises(UserError) as error:
-        package_settings(_site_toml(tmp_path, edit))
+        package_settings(path)
+        site_layout(path)
     assert message in str(error.value) and "site.toml" in str(error.value)
 
 

@@ -431,3 +431,15 @@ def test_build_for_release_returns_the_node_root(tmp_path):
     assert sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) == [
         "etc/hpc.map", "etc/lts.conf", "etc/rc.d/mosix"]
     assert "(line linux-6.1)" in (root / "etc/lts.conf").read_text()
+
+
+def test_the_ltsp23_test_server_runs_ltsps_own_dnsmasq_conf_which_dnsmasq_accepts(tmp_path):
+    """tests/ltsp_site.py's dnsmasq.conf: LTSP's template, adapted, checked."""
+    from tests.ltsp_site import dnsmasq_conf
+    conf = tmp_path / "ltsp-dnsmasq.conf"
+    conf.write_text(dnsmasq_conf(tmp_path / "srv/tftp"))
+    result = subprocess.run([shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "--test", f"--conf-file={conf}"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and "syntax check OK" in result.stdout + result.stderr, result.stderr
+    text = conf.read_text()
+    assert "dhcp-boot=tag:ipxe,ltsp/ltsp.ipxe" in text and f"tftp-root={tmp_path}/srv/tftp" in text
