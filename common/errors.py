@@ -22,8 +22,14 @@ class LtspError(Exception):
     kind = "error"
     exit_status = EXIT_BUG
 
+    @property
+    def message(self) -> str:
+        """The message without its kind: for wrapping in another error
+        (str() of the error would print the kind twice)."""
+        return str(self.args[0]) if self.args else ""
+
     def __str__(self):
-        return f"{self.kind}: {self.args[0] if self.args else ''}"
+        return f"{self.kind}: {self.message}"
 
 
 class UserError(LtspError):

@@ -211,7 +211,7 @@ def _download_verified(source, dest, pinned, hash_file, keys_dir, progress, opti
     except DownloadError as error:
         sig.discard_if_new()
         if sig.unreachable:
-            raise DownloadError(f"{error}\nand its signature could not be fetched either: "
+            raise DownloadError(f"{error.message}\nand its signature could not be fetched either: "
                                 f"{sig.unreachable}", error.failures) from None
         raise
     except Exception:
@@ -274,7 +274,7 @@ class _SignatureFile:
         try:
             self.path()
         except DownloadError as error:      # unreachable; a missing one raised VerificationError
-            self.unreachable = str(error)
+            self.unreachable = error.message
 
     def path(self) -> Path | None:
         if self._path is None:

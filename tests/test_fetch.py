@@ -227,6 +227,7 @@ def test_every_mirror_down_names_the_tarball_urls_not_only_the_signature(gpg_key
         run_fetch(source, hash_file, gpg_keys, dl)
     message = str(error.value)
     assert all(url in message for url in mirrors) and sig.url in message, message
+    assert message.count("infrastructure error") == 1, message       # the kind once, not wrapped twice
     assert not dl.exists() or list(dl.iterdir()) == []
 
 
