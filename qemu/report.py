@@ -1,7 +1,14 @@
 """Reports of a boot matrix: the terminal table, JUnit XML for CI, a
 Markdown page and an HTML page (jinja2, qemu/templates/) linking every
-console log.  Files are written atomically."""
-import os
+console log.  Files are written atomically.
+
+A boot record is input (results.json can be edited or come from elsewhere),
+so the pages treat it as such: a log is linked only when it lies inside the
+report's folder, and every text taken from a record or a console line is
+escaped so no viewer renders HTML from it."""
+import html as htmllib
+import re
+import urllib.parse
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
@@ -15,8 +22,25 @@ from qemu.watcher import INFRA_ERROR
 SUITE_NAME = "ltsp-mosix boot matrix"
 
 
-def _log_link(result: BootResult, report_dir: Path) -> str:
-    return os.path.relpath(Path(result.log_path).resolve(), Path(report_dir).resolve())
+NOT_LINKED = "log outside the report folder, not linked"
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def _log_link(result: BootResult, report_dir: Path) -> str | None:
+    """The log's link relative to report_dir, or None when the record's log
+    path is a URL (javascript:, data:, http:) or does not resolve inside the
+    report's folder (a `..` escape, an absolute path elsewhere, a link out):
+    the folder is published or archived as a whole and must link nothing
+    beyond it.  A relative log path is taken from the report's folder.  The
+    link is percent-quoted, so a colon in a file name never reads as a
+    scheme and a space or parenthesis never ends a Markdown link."""
+    if _URL_SCHEME.match(str(result.log_path)):
+        return None
+    folder = Path(report_dir).resolve()
+    target = (folder / result.log_path).resolve()
+    if target == folder or not target.is_relative_to(folder):
+        return None
+    return urllib.parse.quote(target.relative_to(folder).as_posix())
 
 
 def _row_key(result: BootResult) -> tuple[str, str, str, str]:
@@ -97,7 +121,12 @@ def junit_xml(results: list[BootResult]) -> str:
 
 
 def _md_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    """A table cell from a record or a console line: HTML-escaped (Markdown
+    passes raw HTML through, so a console's <script> or <img onerror=...>
+    would run in a viewer), brackets escaped (no [text](javascript:...)
+    link), and \\ and | escaped so the table holds."""
+    text = htmllib.escape(text, quote=True).replace("\\", "\\\\")
+    return re.sub(r"([|\[\]])", r"\\\1", text).replace("\r", " ").replace("\n", " ")
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -116,13 +145,13 @@ def markdown(results: list[BootResult], report_dir: Path, title: str = SUITE_NAM
     for r in results:
         link = _log_link(r, report_dir)
         details.append([
-            _md_escape(r.name), r.route, r.verdict,
+            _md_escape(r.name), _md_escape(r.route), _md_escape(r.verdict),
             f"{r.seconds:.1f}" if r.seconds is not None else "-",
             _md_escape(r.kind or ""), _md_escape(r.console_line or "") if not r.passed else "",
             _md_escape(" ".join(r.interfaces)),
             f"{r.mem_total_kb} kB" if r.mem_total_kb else "",
             _md_escape("; ".join(r.notes)),
-            f"[log]({link.replace(' ', '%20')})",
+            f"[log]({link})" if link else NOT_LINKED,
         ])
     out += _md_table(["boot", "route", "verdict", "seconds", "kind", "line", "interfaces",
                       "MemTotal", "notes", "console"], details)
@@ -157,7 +186,8 @@ def html(results: list[BootResult], report_dir: Path, kernels: list[dict] = (),
               "interfaces": " ".join(r.interfaces), "notes": "; ".join(r.notes),
               "log": _log_link(r, report_dir)} for r in results]
     return _TEMPLATES.get_template("report.html.j2").render(
-        title=title, summary=summary(results), mems=mems, rows=rows, boots=boots, kernels=list(kernels))
+        title=title, summary=summary(results), mems=mems, rows=rows, boots=boots, kernels=list(kernels),
+        not_linked=NOT_LINKED)
 
 
 def write_reports(results: list[BootResult], out_dir: Path, kernels: list[dict] = ()) -> dict[str, Path]:

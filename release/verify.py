@@ -4,9 +4,14 @@ sums, and no file the sums do not cover; then the apt repository: each
 suite's InRelease and Release.gpg by the release key, the indexes against
 Release, the packages against the indexes and the manifest, each kernel
 package's kernel against the bzImage the boot test booted, and no file the
-repository does not account for."""
+repository does not account for.  Every file it reads must be a regular
+file inside the release folder: a symlink to identical bytes elsewhere
+would verify, yet what a site installs would come from outside what was
+signed."""
 import hashlib
 import json
+import os
+import stat
 import subprocess
 import tarfile
 from pathlib import Path
@@ -24,17 +29,14 @@ MANIFEST = "manifest.json"
 
 
 def verify_release(directory: Path, fingerprint: str, keys_dir: Path) -> str:
-    directory = directory.resolve()
+    directory = directory.resolve()          # <root>/<line> is a link to the folder: that one is fine
     for needed in (SUMS, SIGNATURE, MANIFEST):
-        if not (directory / needed).is_file():
-            raise VerificationError(f"{directory}: {needed} is missing")
+        _regular_file(directory, directory / needed, f"{directory}: {needed} is missing")
     signature = Signature(url=str(directory / SIGNATURE), covers="file", keys=(fingerprint,))
     summary = verify_signature(signature, directory / SUMS, directory / SIGNATURE, keys_dir)
     sums = _read_sums(directory / SUMS)
     for name, expected in sums.items():
-        path = directory / name
-        if not path.is_file():
-            raise VerificationError(f"{directory}: {name} is listed in {SUMS} but missing")
+        path = _regular_file(directory, directory / name, f"{directory}: {name} is listed in {SUMS} but missing")
         actual = sha256_file(path)
         if actual != expected:
             raise VerificationError(f"{path}: sha256 {actual} does not match {SUMS} ({expected})")
@@ -50,6 +52,28 @@ def verify_release(directory: Path, fingerprint: str, keys_dir: Path) -> str:
     return f"{directory}: {len(sums)} files verified; {summary}{apt_summary}"
 
 
+_NOT_REGULAR = ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _regular_file(directory: Path, path: Path, missing: str) -> Path:
+    """`path` itself (lstat: a link is not followed) is a regular file and
+    resolves inside the resolved release folder `directory`.  A link would
+    have the sums checked on bytes outside the signed folder; a FIFO or
+    device would hang the reader or feed it anything; a `..` in a listed
+    name, or a linked folder on the way, would leave the folder."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise VerificationError(missing) from None
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _NOT_REGULAR if test(mode)), "not a file")
+        raise VerificationError(f"{path}: {kind}, not a regular file")
+    if not path.resolve().is_relative_to(directory):
+        raise VerificationError(f"{path}: resolves to {path.resolve()}, outside the release folder {directory}")
+    return path
+
+
 def _read_sums(path: Path) -> dict[str, str]:
     sums = {}
     for number, text in enumerate(path.read_text().splitlines(), start=1):
@@ -63,7 +87,7 @@ def _read_sums(path: Path) -> dict[str, str]:
 def _check_manifest(directory: Path, sums: dict[str, str]) -> dict:
     if MANIFEST not in sums:
         raise VerificationError(f"{directory}: {MANIFEST} is not covered by {SUMS}")
-    manifest = json.loads((directory / MANIFEST).read_text())
+    manifest = _load_manifest(directory / MANIFEST)
     packaged = {entry["package"]: entry["sha256"] for entry in manifest["packages"]}
     for name, digest in packaged.items():
         if sums.get(name) != digest:
@@ -72,6 +96,51 @@ def _check_manifest(directory: Path, sums: dict[str, str]) -> dict:
     if unlisted:
         raise VerificationError(f"{directory}: packages missing from {MANIFEST}: {', '.join(unlisted)}")
     return manifest
+
+
+def _load_manifest(path: Path) -> dict:
+    """manifest.json parsed, and every field verify-release reads checked
+    for presence and type first: a malformed manifest is a bad release
+    (exit 3) named by its field, not a KeyError taken for a bug (exit 5)."""
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as error:              # JSONDecodeError, UnicodeDecodeError
+        raise VerificationError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(manifest, dict):
+        raise VerificationError(f"{path}: not a JSON object")
+    for number, entry in enumerate(_field(path, manifest, "packages", list)):
+        for name in ("package", "sha256"):
+            _field(path, entry, name, str, f"packages[{number}]")
+    if "apt" in manifest:
+        apt = _field(path, manifest, "apt", dict)
+        for name in ("file", "sha256"):
+            _field(path, _field(path, apt, "key", dict, "apt"), name, str, "apt.key")
+        for suite, table in _field(path, apt, "suites", dict, "apt").items():
+            where = f"apt.suites.{suite}"
+            for number, entry in enumerate(_field(path, table, "packages", list, where)):
+                at = f"{where}.packages[{number}]"
+                for name, kind in (("file", str), ("sha256", str), ("size", int), ("kind", str)):
+                    _field(path, entry, name, kind, at)
+                if entry["kind"] == "kernel":
+                    for name in ("kernel_path", "bzImage_sha256"):
+                        _field(path, entry, name, str, at)
+    return manifest
+
+
+def _field(path: Path, mapping, key: str, kind: type, where: str = ""):
+    """mapping[key] when mapping is an object holding a `kind` there."""
+    if not isinstance(mapping, dict):
+        raise VerificationError(f"{path}: {where or 'the top level'} is not a JSON object")
+    name = f"{where}.{key}" if where else key
+    if key not in mapping:
+        raise VerificationError(f"{path}: {name!r} is missing")
+    value = mapping[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise VerificationError(f"{path}: {name!r} is not a JSON {_JSON_TYPES[kind]}")
+    return value
+
+
+_JSON_TYPES = {str: "string", int: "integer", list: "array", dict: "object"}
 
 
 APT_DIR = "apt"
@@ -84,15 +153,15 @@ def verify_repository(directory: Path, apt: dict, fingerprint: str, keys_dir: Pa
         raise VerificationError(f"{root}: the manifest lists an apt repository but the folder is missing")
     accounted = {apt["key"]["file"]}
     key_file = directory / apt["key"]["file"]
-    if not key_file.is_file() or sha256_file(key_file) != apt["key"].get("sha256"):
-        raise VerificationError(f"{key_file}: the exported release key is missing or not the one the manifest names")
+    _regular_file(directory, key_file, f"{key_file}: the exported release key is missing")
+    if sha256_file(key_file) != apt["key"]["sha256"]:
+        raise VerificationError(f"{key_file}: the exported release key is not the one the manifest names")
     debs = 0
     for suite, table in sorted(apt["suites"].items()):
         dists = root / "dists" / suite
         release_path = dists / "Release"
         for name in ("Release", "InRelease", "Release.gpg"):
-            if not (dists / name).is_file():
-                raise VerificationError(f"{dists / name} is missing")
+            _regular_file(directory, dists / name, f"{dists / name} is missing")
             accounted.add(f"{APT_DIR}/dists/{suite}/{name}")
         where = f"{dists / 'InRelease'}"
         signed = verify_clearsigned((dists / "InRelease").read_bytes(), (fingerprint,), keys_dir, where=where)
@@ -105,9 +174,7 @@ def verify_repository(directory: Path, apt: dict, fingerprint: str, keys_dir: Pa
         indexed = {}
         for line in release.get("SHA256", "").strip().splitlines():
             digest, size, name = line.split()
-            path = dists / name
-            if path.is_symlink() or not path.is_file():
-                raise VerificationError(f"{release_path}: lists {name}, which is missing")
+            path = _regular_file(directory, dists / name, f"{release_path}: lists {name}, which is missing")
             if sha256_file(path) != digest or path.stat().st_size != int(size):
                 raise VerificationError(f"{path}: sha256 or size does not match {release_path}")
             accounted.add(f"{APT_DIR}/dists/{suite}/{name}")
@@ -126,15 +193,15 @@ def verify_repository(directory: Path, apt: dict, fingerprint: str, keys_dir: Pa
                 if stanza["SHA256"] != entry["sha256"] or int(stanza["Size"]) != entry["size"]:
                     raise VerificationError(f"{index}: {name} has another sha256 or size than the manifest")
         for name, entry in expected.items():
-            deb = directory / name
-            if deb.is_symlink() or not deb.is_file() or sha256_file(deb) != entry["sha256"]:
-                raise VerificationError(f"{deb}: missing, a link, or sha256 is not the manifest's {entry['sha256']}")
+            deb = _regular_file(directory, directory / name, f"{directory / name}: listed in {MANIFEST} but missing")
+            if sha256_file(deb) != entry["sha256"]:
+                raise VerificationError(f"{deb}: sha256 is not the manifest's {entry['sha256']}")
             if entry["kind"] == "kernel":
                 _check_kernel_in_deb(deb, entry)
             accounted.add(name)
             debs += 1
     extra = sorted(str(p.relative_to(directory)) for p in root.rglob("*")
-                   if (p.is_file() or p.is_symlink()) and str(p.relative_to(directory)) not in accounted)
+                   if (p.is_symlink() or not p.is_dir()) and str(p.relative_to(directory)) not in accounted)
     if extra:
         raise VerificationError(f"{root}: files the repository does not account for: {', '.join(extra)}")
     return f"apt repository: {len(apt['suites'])} suites, {debs} packages verified, each kernel the one boot-tested"

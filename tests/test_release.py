@@ -369,12 +369,12 @@ def _deb(published, suite="ltsp23", end="-pentium"):
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda r: _flip(_deb(r)), "pentium_6.1.192-1_all.deb: missing, a link, or sha256 is not the manifest's"),
+    (lambda r: _flip(_deb(r)), "pentium_6.1.192-1_all.deb: sha256 is not the manifest's"),
     (lambda r: (r / "apt/dists/ltsp23/main/binary-i386/Packages").write_text("Package: x\n"),
      "Packages: sha256 or size does not match"),
     (lambda r: (r / "apt/pool/ltsp23/stray.deb").write_bytes(b"!<arch>\n"), "does not account for: apt/pool/ltsp23/stray.deb"),
     (lambda r: (r / "apt/dists/ltsp3/InRelease").unlink(), "InRelease is missing"),
-    (lambda r: _relink(_deb(r, "ltsp3")), "missing, a link"),
+    (lambda r: _relink(_deb(r, "ltsp3")), "_all.deb: a symlink, not a regular file"),
 ])
 def test_verify_release_checks_the_repository(published, gpg_keys, damage, message):
     damage(published)
@@ -431,3 +431,100 @@ def test_a_changed_package_under_a_published_version_is_refused(built_line, gpg_
     (build.out_dir(line, chosen[0]) / "config").write_text("CONFIG_CHANGED=y\n")
     with pytest.raises(UserError, match="6.1.192-1 is published already with other contents .*deb_revision"):
         do_release(built_line, gpg_keys)
+
+
+# -- verify-release reads only regular files inside the release folder, and a bad manifest is bad input --
+
+PENTIUM = "ltsp_linux61_kernel_Pentium_6.1.192.tar.gz"
+
+
+def _outside_copy(path, outside):
+    """A copy of the file's identical bytes outside the release folder."""
+    outside.mkdir(exist_ok=True)
+    return shutil.copy(path, outside / path.name)
+
+
+def _link_out(path, outside, relative=False):
+    target = _outside_copy(path, outside)
+    path.unlink()
+    path.symlink_to(os.path.relpath(target, path.parent) if relative else target)
+
+
+def _fifo(path, outside):
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _resign(release, gpg_keys):
+    """SHA256SUMS recomputed over the files as they are now and signed again
+    by the release key: what only the holder of the key could do."""
+    sums = release / "SHA256SUMS"
+    names = [line.partition("  ")[2] for line in sums.read_text().splitlines()]
+    sums.write_text("".join(f"{sha256_file(release / name)}  {name}\n" for name in names))
+    (release / "SHA256SUMS.asc").unlink()
+    gpg_keys.sign(gpg_keys.good, sums.read_bytes(), release / "SHA256SUMS.asc")
+
+
+def _rewrite_manifest(release, gpg_keys, edit):
+    path = release / "manifest.json"
+    text = edit(json.loads(path.read_text()))
+    path.write_text(text if isinstance(text, str) else json.dumps(text))
+    _resign(release, gpg_keys)
+
+
+def _without(*keys):
+    """The manifest with the field at keys (a path into it) deleted."""
+    def edit(manifest):
+        inner = manifest
+        for key in keys[:-1]:
+            inner = inner[key]
+        del inner[keys[-1]]
+        return manifest
+    return edit
+
+
+def _first_apt_package(manifest):
+    return manifest["apt"]["suites"]["ltsp23"]["packages"][0]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda r, o, g: _link_out(r / PENTIUM, o), f"{PENTIUM}: a symlink, not a regular file"),
+    (lambda r, o, g: _link_out(r / PENTIUM, o, relative=True), f"{PENTIUM}: a symlink, not a regular file"),
+    (lambda r, o, g: _link_out(r / "SHA256SUMS", o), "SHA256SUMS: a symlink, not a regular file"),
+    (lambda r, o, g: _link_out(_deb(r), o), "pentium_6.1.192-1_all.deb: a symlink, not a regular file"),
+    (lambda r, o, g: _fifo(r / PENTIUM, o), f"{PENTIUM}: a FIFO, not a regular file"),
+    (lambda r, o, g: _rewrite_manifest(r, g, _without("packages")), "manifest.json: 'packages' is missing"),
+    (lambda r, o, g: _rewrite_manifest(r, g, lambda m: "{not json"), "manifest.json: not valid JSON"),
+    (lambda r, o, g: _rewrite_manifest(r, g, lambda m: m["packages"]), "manifest.json: not a JSON object"),
+    (lambda r, o, g: _rewrite_manifest(r, g, _without("packages", 0, "sha256")),
+     r"manifest.json: 'packages\[0\].sha256' is missing"),
+    (lambda r, o, g: _rewrite_manifest(r, g, lambda m: (_first_apt_package(m).pop("size"), m)[1]),
+     r"manifest.json: 'apt.suites.ltsp23.packages\[0\].size' is missing"),
+    (lambda r, o, g: _rewrite_manifest(r, g, _without("apt", "key")), "manifest.json: 'apt.key' is missing"),
+], ids=["absolute-link", "relative-link", "sums-link", "deb-link", "fifo", "no-packages", "not-json",
+        "not-object", "entry-without-sha256", "apt-entry-without-size", "apt-without-key"])
+def test_verify_release_refuses_links_special_files_and_a_malformed_manifest(published, gpg_keys, tmp_path,
+                                                                           damage, message):
+    damage(published, tmp_path / "outside", gpg_keys)
+    with pytest.raises(VerificationError, match=message):
+        verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
+
+
+def test_a_resigned_release_with_a_well_formed_manifest_still_verifies(published, gpg_keys):
+    """The re-signing above is sound: what those tests refuse is the damage."""
+    _rewrite_manifest(published, gpg_keys, lambda manifest: json.dumps(manifest, indent=1))
+    assert "files verified" in verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
+
+
+def test_a_listed_name_leaving_the_folder_is_refused(published, gpg_keys, tmp_path):
+    """A manifest naming the release key's file by a path through `..` is
+    refused, though a regular file with the right bytes lies there."""
+    manifest = json.loads((published / "manifest.json").read_text())
+    copy = _outside_copy(published / manifest["apt"]["key"]["file"], tmp_path / "outside")
+
+    def edit(manifest):
+        manifest["apt"]["key"]["file"] = os.path.relpath(copy, published)
+        return manifest
+    _rewrite_manifest(published, gpg_keys, edit)
+    with pytest.raises(VerificationError, match="outside the release folder"):
+        verify_release(published, gpg_keys.good, gpg_keys.keys_dir)

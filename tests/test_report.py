@@ -1,4 +1,5 @@
 """Matrix table, JUnit XML and Markdown report of boot results."""
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -82,13 +83,13 @@ def test_markdown_links_every_log_relatively(results, tmp_path):
 
 
 def test_write_reports_writes_four_files_atomically(results, tmp_path):
-    written = write_reports(results, tmp_path / "report")
-    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["junit.xml", "matrix.txt", "report.html",
-                                                                      "report.md"]
+    written = write_reports(results, tmp_path)      # the logs in logs/ below, as boot-test lays them out
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["junit.xml", "matrix.txt", "report.html",
+                                                                        "report.md"]
     ET.parse(written["junit"])
-    assert "[log](../logs/" in written["markdown"].read_text()
+    assert "[log](logs/" in written["markdown"].read_text()
     assert written["html"].read_text().startswith("<!DOCTYPE html>")
-    assert 'href="../logs/' in written["html"].read_text()
+    assert 'href="logs/' in written["html"].read_text()
 
 
 def test_progress_line(results):
@@ -146,3 +147,106 @@ def test_html_report_has_the_coloured_matrix_every_boot_and_the_kernels(results,
     assert rows.links == [f"logs/{r.log_path.name}" for r in results]
     assert rows.kernels == 1 and "ab" * 32 in page
     assert "initrd extends beyond end of memory (0x7ff5c000 &gt; 0x38000000)" in page   # escaped
+
+
+# -- a record is input: links stay inside the report's folder, text is escaped --
+
+HOSTILE_LINES = ["<script>alert(1)</script>", "<img src=x onerror=alert(2)>", "<svg onload=alert(3)>",
+                 "[click](javascript:alert(5))", 'quote " and \' & amp']
+
+
+def _links(page):
+    """Every href in an HTML page, and the text of its not-linked notes."""
+    from html.parser import HTMLParser
+
+    class Links(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.hrefs, self.notes, self._in_note = [], [], False
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if "href" in attrs:
+                self.hrefs.append(attrs["href"])
+            self._in_note = "not-linked" in (attrs.get("class") or "")
+
+        def handle_data(self, data):
+            if self._in_note:
+                self.notes.append(data)
+                self._in_note = False
+
+    links = Links()
+    links.feed(page)
+    return links.hrefs, links.notes
+
+
+@pytest.fixture
+def hostile(tmp_path):
+    """A report folder with one boot whose log lies inside it and hostile
+    log paths and console lines in the others."""
+    report = tmp_path / "report"
+    inside = _result("pentium", "e1000", 512, "pass", 7.2, log_dir=report / "logs")
+    escaping = [Path("../../../../etc/passwd"), tmp_path / "elsewhere" / "x.log", Path("javascript:alert(4)"),
+                report / "logs" / "javascript:alert(4)", Path("data:text/html,<script>alert(6)</script>"),
+                Path("http://example.org/x.log")]
+    others = [_result(f"v{n}", "e1000", 512, "fail", 1.0, "panic", HOSTILE_LINES[n % len(HOSTILE_LINES)],
+                      notes=[HOSTILE_LINES[(n + 1) % len(HOSTILE_LINES)]], interfaces=["<b>eth0</b>"])
+              for n in range(len(escaping))]
+    for result, log in zip(others, escaping):
+        result.log_path = log
+    return report, [inside, *others]
+
+
+def test_html_links_only_logs_inside_the_report_folder(hostile):
+    from qemu.report import NOT_LINKED, html
+
+    report, results = hostile
+    hrefs, notes = _links(html(results, report))
+    inside = f"logs/{results[0].log_path.name}"
+    assert hrefs.count(inside) == 2, "the log inside the folder keeps its matrix and boot links"
+    # the file named javascript:alert(4) inside logs/ is linked as a path, its colon quoted
+    assert set(hrefs) == {inside, "logs/javascript%3Aalert%284%29"}, hrefs
+    for href in hrefs:
+        assert ".." not in href and not href.startswith("/") and ":" not in href
+    assert notes == [NOT_LINKED] * 5
+
+
+def test_html_escapes_record_text_and_console_lines(hostile):
+    from qemu.report import html
+
+    report, results = hostile
+    page = html(results, report)
+    for raw in ("<script>", "<img", "<svg", "<b>eth0"):
+        assert raw not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(2)&gt;" in page
+    assert "quote &#34; and &#39; &amp; amp" in page
+
+
+def test_markdown_escapes_html_and_links_only_inside_the_folder(hostile):
+    from qemu.report import NOT_LINKED
+
+    report, results = hostile
+    text = markdown(results, report)
+    for raw in ("<script>", "<img", "<svg", "<b>"):
+        assert raw not in text, raw
+    links = re.findall(r"(?<!\\)\]\(([^)]*)", text)        # targets of unescaped [..](..)
+    assert sorted(links) == sorted([f"logs/{results[0].log_path.name}", "logs/javascript%3Aalert%284%29"])
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "&lt;svg onload=alert(3)&gt;" in text
+    assert "\\[click\\](javascript:alert(5))" in text, "no Markdown link from a console line"
+    assert "quote &quot; and &#x27; &amp; amp" in text
+    assert f"[log](logs/{results[0].log_path.name})" in text
+    assert "[log](logs/javascript%3Aalert%284%29)" in text
+    assert text.count(NOT_LINKED) == 5
+
+
+def test_a_log_reached_through_a_link_out_of_the_folder_is_not_linked(tmp_path):
+    """A logs/ that is a symlink to another folder resolves outside the report."""
+    from qemu.report import NOT_LINKED
+
+    report, elsewhere = tmp_path / "report", tmp_path / "elsewhere"
+    report.mkdir()
+    elsewhere.mkdir()
+    (report / "logs").symlink_to(elsewhere)
+    text = markdown([_result("pentium", "e1000", 512, "pass", 1.0, log_dir=report / "logs")], report)
+    assert "[log](" not in text and NOT_LINKED in text
