@@ -12,6 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from common.errors import UserError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = PROJECT_ROOT / "configs"
 PATCHES = PROJECT_ROOT / "patches"
@@ -29,6 +31,23 @@ def patches_dir() -> Path:
 
 def build_dir() -> Path:
     return Path(os.environ.get("LTSP_MOSIX_BUILD_DIR", PROJECT_ROOT / "build")).resolve()
+
+
+# What make (Kbuild's O=, 2.4's top Makefile, make's own syntax) cannot take
+# in a path: whitespace and ':' split words and targets, '#' starts a
+# comment, '$' expands, '%' is a pattern, quotes, '\\', ';' and '=' are read.
+MAKE_UNSAFE = set(" \t\n:#$%\\\"';=")
+
+
+def check_build_path(path: Path | None = None) -> Path:
+    """The build folder, refused before any work if make could not use it."""
+    path = Path(path or build_dir())
+    bad = sorted(set(str(path)) & MAKE_UNSAFE)
+    if bad:
+        shown_chars = " ".join(repr(c) for c in bad)
+        raise UserError(f"build folder {path}: its path holds {shown_chars}, which make cannot take in a "
+                        f"path; choose another folder (LTSP_MOSIX_BUILD_DIR)")
+    return path
 
 
 def dl_dir() -> Path:

@@ -65,6 +65,7 @@ def source_identity(line) -> dict:
 
 
 def prepare_line(line) -> None:
+    paths.check_build_path()           # before a download or an unpack, not after
     needed = [s for s in line.sources if s.role in ("kernel", "patch")]
     fetched = fetch_line(line) if needed else {}
     provenance = tree.prepare(line, fetched=fetched)

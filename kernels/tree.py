@@ -89,6 +89,7 @@ def prepare(line, *, fetched: dict | None = None, log: Path | None = None) -> Pr
     source name to its kernels.fetch.FetchResult (absent with an override)."""
     if line.unsupported:
         raise UserError(f"line {line.name} cannot be built here: {line.unsupported}")
+    paths.check_build_path()
     log = log or paths.line_dir(line.name) / "prepare.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")

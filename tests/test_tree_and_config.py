@@ -167,3 +167,18 @@ def test_variant_trees_are_hard_link_copies(fake24):
     variant_tree = tree.variant_tree(line, line.variant("p4"))
     original = tree.src_dir(line) / "Makefile"
     assert (variant_tree / "Makefile").stat().st_ino == original.stat().st_ino
+
+
+@pytest.mark.parametrize("name", ["with space", "with:colon", "with#hash", "with$dollar"])
+def test_a_build_folder_make_cannot_take_is_refused_before_any_work(tmp_path, name):
+    """doit prepare as typed: exit 3 naming the folder and the character,
+    before the source is fetched or unpacked (nothing in the folder)."""
+    from tests.conftest import project_env, run_doit
+    build = tmp_path / name
+    result = run_doit("line=linux-6.1", "prepare", check=False,
+                      env=project_env(LTSP_MOSIX_BUILD_DIR=str(build), LTSP_MOSIX_DL_DIR=str(tmp_path / "dl")))
+    said = result.stdout + result.stderr
+    assert result.returncode == 3, said[-1500:]
+    assert f"build folder {build}: its path holds" in said and "Traceback" not in said
+    assert not build.exists() or not any(build.rglob("src*")), sorted(build.rglob("*"))[:10]
+    assert not (tmp_path / "dl").exists() or not any((tmp_path / "dl").iterdir())
