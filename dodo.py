@@ -21,6 +21,7 @@ cli.install()
 LINE = cli.load_or_exit(lambda: matrix.load_line(get_var("line", None)))
 cli.check_requested_variants(LINE, ("config", "kernel", "boot-test"), {"report"})
 paths.build_dir().mkdir(parents=True, exist_ok=True)     # doit keeps its state there
+cli.hold_build_folder()
 DOIT_CONFIG = {
     "default_tasks": [f"kernel:{LINE.default_variant}"],
     "verbosity": 2,

@@ -11,6 +11,7 @@ recorded in a file named after the main doit process (actions may run in
 forked workers with `doit -n N`) and applied when that process exits."""
 import atexit
 import datetime
+import fcntl
 import os
 import signal
 import sys
@@ -100,6 +101,42 @@ def _write_bug_log(error: Exception) -> Path:
     text = "".join(traceback.format_exception(error))
     paths.atomic_write_text(log, f"argv: {' '.join(sys.argv)}\n{text}")
     return log
+
+
+# doit commands that only read: they run beside a run that holds the folder.
+READ_ONLY_COMMANDS = {"list", "help", "info", "tabcompletion", "dumpdb"}
+LOCK_NAME = ".lock"
+_held = None
+
+
+def hold_build_folder() -> None:
+    """One run per build folder at a time: an exclusive flock on
+    <build>/.lock, taken by the main doit process before any task runs and
+    kept until it exits; the kernel releases it when the process dies, so a
+    killed run never leaves it stuck.  `doit -n N` workers are forked from
+    this process and share its lock; programs the tasks start do not
+    inherit it (Python's descriptors are not inheritable).  A second run
+    refuses at once, naming the holder."""
+    global _held
+    words = [a for a in sys.argv[1:] if not a.startswith("-") and "=" not in a]
+    if words and words[0] in READ_ONLY_COMMANDS:
+        return
+    folder = paths.build_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "a process that has not said who it is"
+        print(f"user error: build folder {folder} is in use by another run ({holder}); wait for it "
+              f"to end, or give this run another folder (LTSP_MOSIX_BUILD_DIR)", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}: doit {' '.join(sys.argv[1:])}"[:300] + "\n")
+    handle.flush()
+    _held = handle
 
 
 def load_or_exit(load):
