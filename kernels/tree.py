@@ -99,16 +99,25 @@ def prepare(line, *, fetched: dict | None = None, log: Path | None = None) -> Pr
     # without a stamp, no later step (or doit) takes it as prepared.
     stamp_path(line).unlink(missing_ok=True)
     staging = paths.line_dir(line.name) / "src.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
+    replaced = paths.line_dir(line.name) / "src.old"
+    for leftover in (staging, replaced):     # what an interrupted run left for this one to remove
+        shutil.rmtree(leftover, ignore_errors=True)
     try:
         provenance = _build_staging(line, staging, override, patches, fetched, log)
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM ends the run now: deleting a half-unpacked 6.1
+        # tree takes a minute on a busy disk, so src.tmp stays for the next
+        # run to remove (no stamp: nothing takes it as prepared).
+        raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)      # no half-prepared tree stays behind
         raise
     target = src_dir(line)
-    shutil.rmtree(target, ignore_errors=True)
+    if target.exists():
+        os.replace(target, replaced)
     os.replace(staging, target)
     paths.atomic_write_text(stamp_path(line), json.dumps(provenance.as_dict(), indent=2) + "\n")
+    shutil.rmtree(replaced, ignore_errors=True)          # interrupted here, the next run removes it
     return provenance
 
 

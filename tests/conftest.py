@@ -208,10 +208,13 @@ def interrupt_doit(*args, env, kill_when, poll=0.02, timeout=900, sig=None):
                 elapsed = time.monotonic() - start
                 if kill_when(elapsed):
                     os.killpg(proc.pid, sig)
+                    signalled = time.monotonic()
                     outcome = f"{signal.Signals(sig).name} at {elapsed:.1f}s"
                     if sig == signal.SIGKILL:
                         outcome = f"killed at {elapsed:.1f}s"
                     proc.wait(timeout=60)
+                    if sig != signal.SIGKILL:       # how long the run took to end (reported, not judged)
+                        outcome += f", ended {time.monotonic() - signalled:.2f}s later"
                     break
                 if elapsed > timeout:
                     raise AssertionError(f"doit {' '.join(args)} still running after {timeout}s")

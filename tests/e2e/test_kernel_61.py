@@ -11,7 +11,8 @@ from common.errors import EXIT_USER_ERROR
 from common.hashing import sha256_file
 from kernels import build, matrix, toolchain
 from kernels.build import nic_probes
-from tests.conftest import new_path_appears, project_env, run_doit, run_doit_killed, session_build_dir, settled
+from tests.conftest import (interrupt_doit, new_path_appears, project_env, run_doit, run_doit_killed,
+                            session_build_dir, settled)
 
 pytestmark = pytest.mark.e2e
 LINE = "linux-6.1"
@@ -184,3 +185,23 @@ def test_a_61_build_killed_anywhere_reruns_to_the_same_bytes(kernel_61, second_b
     assert "previous build was interrupted" in final.stdout + final.stderr
     assert sha256_file(image) == reference
     assert "packet_init" in map_symbols(image.parent / "System.map")
+
+
+def test_sigterm_during_a_61_prepare_ends_at_once_and_the_next_run_cleans_up(tmp_path):
+    """SIGTERM while Debian's 6.1 source unpacks (a folder of its own: an
+    unpack is the point): the run ends with one line and status 143
+    without deleting the half tree first (that takes a minute on a busy
+    disk); src.tmp stays, unstamped, and the next prepare removes it."""
+    import signal
+    folder = tmp_path / "build"
+    env = project_env(LTSP_MOSIX_BUILD_DIR=str(folder))
+    staging = folder / "linux-6.1" / "src.tmp"
+    outcome, code, output = interrupt_doit(
+        "line=linux-6.1", "prepare", env=env, sig=signal.SIGTERM,
+        kill_when=lambda _t: (staging / "drivers").is_dir())
+    print(f"prepare {outcome}: exit {code}; {output.strip().splitlines()[-1]}")
+    assert code == 143 and "interrupted by SIGTERM" in output and "Traceback" not in output, output[-2000:]
+    assert staging.is_dir() and not (folder / "linux-6.1" / "src").exists()
+    assert not (folder / "linux-6.1" / "prepared.json").exists()
+    again = run_doit("line=linux-6.1", "prepare", env=env)
+    assert "ready" in again.stdout and not staging.exists()
