@@ -11,23 +11,32 @@ recorded in a file named after the main doit process (actions may run in
 forked workers with `doit -n N`) and applied when that process exits."""
 import atexit
 import datetime
+import errno
 import fcntl
 import os
 import signal
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
 from common import paths
-from common.errors import EXIT_BUG, EXIT_USER_ERROR, LtspError
+from common.errors import EXIT_BUG, EXIT_INFRA_ERROR, EXIT_USER_ERROR, InfraError, LtspError
 
 _MAIN_PID = os.getpid()
 
 
 def _status_file() -> Path:
-    return paths.build_dir() / f".doit-exit-status-{_MAIN_PID}"
+    """Outside the build folder: a full build folder must not lose the
+    status of the failure that filled it."""
+    return Path(tempfile.gettempdir()) / f"ltsp-mosix-doit-exit-status-{_MAIN_PID}"
+
+
+_recorded: list[int] = []       # the same, for the main process, should the file not be writable
+# An OSError with these is the machine's: the disk or the quota is full.
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -49,10 +58,13 @@ def install() -> None:
 
 
 def _record(status: int) -> None:
-    path = _status_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as out:
-        out.write(f"{status}\n")
+    if os.getpid() == _MAIN_PID:
+        _recorded.append(status)
+    try:
+        with _status_file().open("a") as out:
+            out.write(f"{status}\n")
+    except OSError:
+        pass        # the main process still has it (a forked worker's is lost with the file)
 
 
 def _exit_with_recorded_status() -> None:
@@ -62,7 +74,7 @@ def _exit_with_recorded_status() -> None:
     try:
         statuses = [int(text) for text in path.read_text().split()]
     except (OSError, ValueError):
-        return
+        statuses = list(_recorded)
     path.unlink(missing_ok=True)
     if statuses:
         sys.stdout.flush()
@@ -80,19 +92,29 @@ def action(step, *args):
         except LtspError as error:
             _record(error.exit_status)
             return TaskFailed(str(error))
+        except OSError as error:
+            if error.errno not in _DISK_FULL:
+                return _bug(error)
+            _record(EXIT_INFRA_ERROR)
+            where = f" ({error.filename})" if error.filename else ""
+            return TaskFailed(str(InfraError(f"{step.__name__}: no space left on the device holding "
+                                             f"{paths.build_dir()}{where}: free space and run again")))
         except KeyboardInterrupt as interrupt:
             signum = getattr(interrupt, "signum", signal.SIGINT)
             _record(128 + signum)
             return TaskFailed(f"interrupted by {signal.Signals(signum).name}: {step.__name__} stopped, "
                               f"its children stopped and reaped")
         except Exception as error:      # noqa: BLE001 - a bug: keep all of it, say where
-            _record(EXIT_BUG)
-            log = _write_bug_log(error)
-            return TaskFailed(f"bug: {type(error).__name__}: {error} (traceback in {log}; "
-                              f"please report it)")
+            return _bug(error)
         return None
     run.__name__ = step.__name__
     return run
+
+
+def _bug(error: Exception) -> TaskFailed:
+    _record(EXIT_BUG)
+    log = _write_bug_log(error)
+    return TaskFailed(f"bug: {type(error).__name__}: {error} (traceback in {log}; please report it)")
 
 
 def _write_bug_log(error: Exception) -> Path:

@@ -632,3 +632,32 @@ def test_ctrl_c_during_boot_test_ends_cleanly(line24_booted):
     assert "interrupted by SIGINT" in output
     assert qemu_processes(f"ltsp-mosix-{LINE}-pentium-") == []
     assert "5 boots: 5 pass" in line24_booted.doit("boot-test:pentium").stdout
+
+
+def test_a_disk_filling_during_make_is_infrastructure_and_keeps_doits_state(vanilla_24_tree, tmp_path):
+    """A tmpfs build folder sized to what prepare and config used plus a
+    few MB, so make fills it: exit 4 with one line naming the folder, no
+    traceback; after space returns the rerun does not prepare again
+    (doit's state survived) and builds the kernel."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1g", "ltsp-mosix-full", str(folder)], check=True)
+    try:
+        env = override_env(vanilla_24_tree, LTSP_MOSIX_BUILD_DIR=str(folder))
+        run_doit(f"line={LINE}", "config:pentium", env=env)
+        used = os.statvfs(folder)
+        used_bytes = (used.f_blocks - used.f_bfree) * used.f_frsize
+        room = used_bytes + 3 * 1024 * 1024
+        subprocess.run(["mount", "-o", f"remount,size={room}", str(folder)], check=True)
+        full = run_doit(f"line={LINE}", "kernel:pentium", env=env, check=False)
+        said = full.stdout + full.stderr
+        print(f"{used_bytes >> 20} MB used before make, tmpfs {room >> 20} MB: exit {full.returncode}\n{said[-1500:]}")
+        assert full.returncode == 4, said[-3000:]
+        assert "Traceback" not in said and "bug:" not in said
+        assert f"no space left on the device holding {folder}" in said
+        subprocess.run(["mount", "-o", "remount,size=1g", str(folder)], check=True)
+        again = run_doit(f"line={LINE}", "kernel:pentium", env=env)
+        assert "copying local override" not in again.stdout + again.stderr, "prepare ran again: doit's state was lost"
+        assert (folder / LINE / "variants" / "pentium" / "out" / "bzImage").is_file()
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
