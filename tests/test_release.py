@@ -528,3 +528,21 @@ def test_a_listed_name_leaving_the_folder_is_refused(published, gpg_keys, tmp_pa
     _rewrite_manifest(published, gpg_keys, edit)
     with pytest.raises(VerificationError, match="outside the release folder"):
         verify_release(published, gpg_keys.good, gpg_keys.keys_dir)
+
+
+@pytest.mark.parametrize("case", ["relative-link", "no-packages"])
+def test_doit_verify_release_refuses_a_link_or_a_malformed_manifest_as_bad_input(published, gpg_keys, tmp_path,
+                                                                                 case):
+    """The same refusals through `doit verify-release` as a site types it:
+    exit 3, one line naming the file, no traceback."""
+    from tests.conftest import project_env, run_doit
+    if case == "relative-link":
+        _link_out(published / PENTIUM, tmp_path / "outside", relative=True)
+        named = f"{PENTIUM}: a symlink, not a regular file"
+    else:
+        _rewrite_manifest(published, gpg_keys, _without("packages"))
+        named = "manifest.json: 'packages' is missing"
+    result = run_doit("verify-release", f"dir={published}", f"key={gpg_keys.good}", f"keys={gpg_keys.keys_dir}",
+                      env=project_env(), check=False)
+    said = result.stdout + result.stderr
+    assert result.returncode == 3 and named in said and "Traceback" not in said, said[-1500:]

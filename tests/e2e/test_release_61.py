@@ -146,3 +146,22 @@ def test_apt_itself_refuses_a_tampered_or_foreign_repository(released_61, gpg_ke
     assert result.returncode != 0 and re.search(message, said), said[-2000:]
     assert site.installed() == {}
     assert not (site.root / "srv").exists() or not any((site.root / "srv").rglob("vmlinuz"))
+
+
+def test_a_rotated_release_key_signs_the_next_release(released_61, gpg_keys, tmp_path):
+    """`doit release` of the same builds with a new key, as typed: the live
+    link moves to a folder signed by the new key, which verify-release
+    accepts with the new key and refuses with the old one."""
+    releases = tmp_path / "releases"
+    shutil.copytree(released_61.parent, releases, symlinks=True)
+    env = project_env(LTSP_MOSIX_RELEASE_DIR=str(releases))
+    before = (releases / "linux-6.1").resolve().name
+    run_doit("line=linux-6.1", "release", "variants=pentium", f"key={gpg_keys.other}", f"keyring={gpg_keys.home}",
+             env=env)
+    live = releases / "linux-6.1"
+    assert live.resolve().name != before and not (releases / before).exists()
+    new = run_doit("verify-release", f"dir={live}", f"key={gpg_keys.other}", f"keys={gpg_keys.keys_dir}", env=env)
+    assert f"good by {gpg_keys.other}" in new.stdout
+    old = run_doit("verify-release", f"dir={live}", f"key={gpg_keys.good}", f"keys={gpg_keys.keys_dir}", env=env,
+                   check=False)
+    assert old.returncode == 3 and gpg_keys.other in old.stdout + old.stderr
