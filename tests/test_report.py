@@ -1,4 +1,6 @@
 """Matrix table, JUnit XML and Markdown report of boot results."""
+import json
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -250,3 +252,32 @@ def test_a_log_reached_through_a_link_out_of_the_folder_is_not_linked(tmp_path):
     (report / "logs").symlink_to(elsewhere)
     text = markdown([_result("pentium", "e1000", 512, "pass", 1.0, log_dir=report / "logs")], report)
     assert "[log](" not in text and NOT_LINKED in text
+
+
+def test_doit_boot_report_on_a_hostile_results_file_escapes_and_confines(isolated):
+    """`doit -s boot-test:report` (the report alone) over a results.json
+    whose records carry hostile log paths and console lines: the line's
+    report.html links no log outside its folder, report.md holds no raw HTML."""
+    from common.records import jsonable
+    from kernels import matrix
+    from qemu import bootplan
+    from tests.conftest import run_doit
+    line = matrix.load_line("linux-6.1")
+    variant = line.variant("pentium")
+    boot = bootplan.boot_dir(line, variant)
+    results = [_result("pentium", "e1000", 512, "fail", 1.0, "panic", HOSTILE_LINES[n % len(HOSTILE_LINES)],
+                       notes=[HOSTILE_LINES[(n + 1) % len(HOSTILE_LINES)]]) for n in range(3)]
+    for result, log in zip(results, ["../../../../../etc/passwd", "javascript:alert(4)", str(boot / "logs/ok.log")]):
+        result.log_path = Path(log)
+    (boot / "logs").mkdir(parents=True)
+    (boot / "logs/ok.log").write_text("LTSP-MOSIX-BOOT-OK\n")
+    record = {"line": line.name, "variant": variant.name, "kernel_sha256": "0" * 64, "initrd_sha256": "0" * 64,
+              "boots": jsonable(results)}
+    bootplan.boot_results_path(line, variant).write_text(json.dumps(record))
+    run_doit("line=linux-6.1", "-s", "boot-test:report", env=dict(os.environ))
+    folder = boot.parent
+    page = (folder / "report.html").read_text()
+    hrefs, _ = _links(page)
+    assert hrefs and all(h.startswith("pentium/logs/") for h in hrefs), hrefs
+    text = (folder / "report.md").read_text()
+    assert "<script>" not in text and "&lt;script&gt;" in text and "<script>" not in page
