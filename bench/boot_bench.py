@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from initrd.tasks import initrd_path  # noqa: E402
 from kernels import build, matrix  # noqa: E402
-from qemu.boot import APPEND_CPIO, APPEND_EXT2, BootCase, run_case, run_matrix  # noqa: E402
+from qemu.boot import BootCase, kernel_append, run_case, run_matrix  # noqa: E402
 from qemu.bootplan import boot_cases  # noqa: E402
 
 ROUTES = (("direct", None), ("pxe", "ipxe"), ("pxe", "rom"))
@@ -42,7 +42,7 @@ def median(values) -> float:
 
 
 def pxe_vs_direct(line, variants, nics, repeat: int, logs: Path) -> None:
-    append = APPEND_CPIO if line.initrd_format == "cpio" else APPEND_EXT2
+    append = kernel_append(line)
     seconds: dict[str, list[float]] = {f"{path}/{fw}" if fw else path: [] for path, fw in ROUTES}
     print(f"1. PXE vs direct, {line.name}: {len(variants)} variants x NICs {', '.join(nics)} x {repeat}, 512 MB")
     for variant in variants:

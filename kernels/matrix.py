@@ -3,6 +3,7 @@ from configs/cpu/<cpu>.{config,toml}, NIC profiles from
 configs/nic/<profile>.{config,toml}, network cards from configs/cards.toml.
 The supported names are simply the files present (as TuxMake's targets are);
 a missing field is an error naming the file and the field."""
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +105,9 @@ class Line:
     nic_profiles: tuple[str, ...] = ()   # the NIC profiles it builds (empty: all of configs/nic/)
     release_overlay: bool = True         # releases carry the Mosix node overlay (core package)
     deb_revision: int = 1                # Debian revision of the release packages: <kernel release>-<this>
+    kernel_append: str = ""              # command line of its initrd format (configs/initrd-formats.toml)
+    nfs_options: str = ""                # nfsroot= options of its NFS-root nodes
+    map_file: str = "hpc.map"            # the node map's name below /etc
 
     @property
     def hash_file(self) -> Path:
@@ -251,7 +255,17 @@ def load_line(name: str | None = None) -> Line:
 
 REQUIRED_KEYS = ("description", "kernel", "config_system", "arch", "base_config", "invariants",
                  "toolchain", "image", "package_name", "default_variant", "initrd_format",
-                 "source_date_epoch", "sources", "boot")
+                 "source_date_epoch", "sources", "boot", "nfs_options", "map_file")
+
+
+def initrd_append(initrd_format: str, where: Path) -> str:
+    """The kernel command line of an initrd format (configs/initrd-formats.toml)."""
+    path = configs_dir() / "initrd-formats.toml"
+    formats = read_toml(path)
+    if initrd_format not in formats:
+        raise UserError(f"{where}: initrd_format {initrd_format!r} is not a table of {path} "
+                        f"(known: {', '.join(sorted(formats))})")
+    return require(formats[initrd_format], "append", str, path, where=initrd_format)
 
 
 def _line_from_data(name: str, data: dict, path: Path) -> Line:
@@ -287,7 +301,14 @@ def _line_from_data(name: str, data: dict, path: Path) -> Line:
         nic_profiles=_line_nic_profiles(data, path),
         release_overlay=optional(data, "release_overlay", bool, path, True),
         deb_revision=optional(data, "deb_revision", int, path, 1),
+        kernel_append=initrd_append(data["initrd_format"], path),
+        nfs_options=require(data, "nfs_options", str, path),
+        map_file=require(data, "map_file", str, path),
     )
+    if not re.fullmatch(r"[A-Za-z0-9=,]+", line.nfs_options):
+        raise UserError(f"{path}: nfs_options {line.nfs_options!r}: comma-separated mount options only")
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", line.map_file):
+        raise UserError(f"{path}: map_file {line.map_file!r} must be a file name")
     if line.deb_revision < 1:
         raise UserError(f"{path}: deb_revision must be 1 or more, not {line.deb_revision}")
     for fragment in (line.base_config, line.invariants):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from common.errors import UserError
 from common.mac import DEFAULT_MAC, normalise_mac
+from kernels import matrix
 from qemu.facts import parse_boot_facts
 from qemu.hostile import LOWMEM_END, make_hostile_bzimage, read_initrd_addr_max
 from qemu.machine import QemuMachine, boot_nic_for, check_firmware, kernel_only_nics, machine_for
@@ -22,13 +23,12 @@ from rootfs.pxetree import PxeNode, make_tftp_tree
 # Kernel command lines for our two initrd formats.  panic=1 turns a panic
 # into a reboot, which -no-reboot turns into a QEMU exit: a failed boot
 # ends in seconds instead of waiting for the timeout.
-APPEND_CPIO = "console=ttyS0,115200 panic=1"                       # 6.1 initramfs: /init
-APPEND_EXT2 = "console=ttyS0,115200 panic=1 root=/dev/ram0 init=/sbin/init"   # 2.4 ext2 initrd
 
 
 def kernel_append(line) -> str:
-    """The command line a line's kernels boot with (by its initrd format)."""
-    return APPEND_CPIO if line.initrd_format == "cpio" else APPEND_EXT2
+    """The command line a line's kernels boot with: its initrd format's
+    (configs/initrd-formats.toml)."""
+    return line.kernel_append
 
 
 BOOT_PATHS = ("pxe", "direct")
@@ -46,7 +46,7 @@ class BootCase:
     nic: str                     # QEMU NIC model or kernel-only NIC (3c590, epic100)
     mem_mb: int
     path: str = "pxe"
-    append: str = APPEND_CPIO
+    append: str | None = None    # None: the line's (its initrd format's, configs/initrd-formats.toml)
     line: str = "linux-6.1"
     timeout: float = DEFAULT_TIMEOUT
     mac: str = DEFAULT_MAC
@@ -212,7 +212,7 @@ def _judge_cpus(result: BootResult, emulated: int) -> None:
 
 
 def boot_once(kernel, initrd, *, cpu: str, nic: str, mem_mb: int, path: str = "pxe",
-              append: str = APPEND_CPIO, log_path: Path, timeout: float = DEFAULT_TIMEOUT,
+              append: str | None = None, log_path: Path, timeout: float = DEFAULT_TIMEOUT,
               tftp_root: Path | None = None, mac: str | None = None,
               variant: str = "test", line: str = "linux-6.1",
               require_interface: bool = True, high_initrd: bool = False,
@@ -227,6 +227,8 @@ def boot_once(kernel, initrd, *, cpu: str, nic: str, mem_mb: int, path: str = "p
     firmware picks what fetches pxelinux.0 (qemu.machine.FIRMWARES).
     QEMU is killed and reaped whatever happens."""
     _check_boot_path(path, tftp_root, mac)
+    if append is None:
+        append = matrix.load_line(line).kernel_append
     boot_nic, nic_note = boot_nic_for(nic)
     log_path = Path(log_path)
     if path == "pxe":

@@ -39,6 +39,7 @@ from common.paths import atomic_write_text
 from common.records import jsonable
 from initrd.nfsroot import (booted_file, compile_nfsinit, done_file, make_nfsroot_initrd, make_node_root,
                             parse_booted, parse_done)
+from kernels import matrix
 from qemu.facts import parse_boot_facts
 from qemu.machine import IPXE_DHCP_SCRIPT, IPXE_USER_NET_SCRIPT, USER_NET_HOST, machine_for, nic_models
 from qemu.netns import NetNamespace, remove_stale_namespaces, require_tool
@@ -49,7 +50,7 @@ from qemu.watcher import FAIL, PASS, clean_line, watch_stream
 from rootfs.cluster import Cluster
 from rootfs.dnsmasq import write_dnsmasq_conf
 from rootfs.pxetree import PxeNode, make_tftp_tree
-from rootfs.tftp import BootImages, nfs_options, pxe_nodes, write_tftp_tree
+from rootfs.tftp import BootImages, pxe_nodes, write_tftp_tree
 
 # Kernel command line besides ip=/root=/nfsroot= (rootfs.tftp.node_append
 # adds those): serial console, a panic ends QEMU, the init on the NFS root.
@@ -178,16 +179,17 @@ class NfsBootResult:
         return self.verdict == PASS and not self.problems
 
 
-def nfsroot_append(server: str, mount_path: str, kernel_version: str = "6.1",
+def nfsroot_append(server: str, mount_path: str, line: str = "linux-6.1",
                    extra: str = NODE_APPEND) -> str:
-    nfsroot = f"{server}:{mount_path},{nfs_options(kernel_version)}"
+    """The node's command line: the line's NFS root options (configs/lines/)."""
+    nfsroot = f"{server}:{mount_path},{matrix.load_line(line).nfs_options}"
     return f"{extra} ip=dhcp root=/dev/nfs nfsroot={nfsroot}"
 
 
 def boot_nfsroot(kernel, state_dir, *, path: str = "direct", cpu: str = "pentium",
                  nic: str = "e1000", mem_mb: int = 256, hostname: str = "nfsnode1",
                  mac: str = "52:54:00:67:01:01", pseudo: str = DEFAULT_PSEUDO,
-                 kernel_version: str = "6.1", timeout: float = NFS_BOOT_TIMEOUT,
+                 line: str = "linux-6.1", timeout: float = NFS_BOOT_TIMEOUT,
                  isolate: bool = True, firmware: str = "ipxe") -> NfsBootResult:
     """Boot one node with its root on NFS served from state_dir/root.
 
@@ -208,7 +210,7 @@ def boot_nfsroot(kernel, state_dir, *, path: str = "direct", cpu: str = "pentium
                           name=f"ltsp-mosix-nfsroot-{hostname}")
     qemu = machine.qemu_path()
     root = make_node_root(state_dir / "root", compile_nfsinit(state_dir / "init"))
-    append = nfsroot_append(USER_NET_SERVER, pseudo, kernel_version)
+    append = nfsroot_append(USER_NET_SERVER, pseudo, line)
     netdev = f"user,id=n0,hostname={hostname}"
     if path == "direct":
         tail = ["-kernel", str(kernel), "-append", append]

@@ -26,7 +26,7 @@ from initrd.tasks import initrd_path
 from kernels import build, matrix
 from qemu.boot import KERNEL_FIRST_LINE, kernel_append
 from qemu.bootplan import boot_dir
-from qemu.machine import cpu_models
+from qemu.machine import arch_specs, cpu_models
 from qemu.patterns import FAILURE_PATTERNS, classify_line
 from qemu.watcher import BOOT_MARKER
 
@@ -39,7 +39,6 @@ ORIGIN_KEY = "ltsp_mosix"                   # prefix of the job metadata keys
 @dataclass(frozen=True)
 class QemuDevice:
     device_type: str
-    binaries: dict            # line arch (LAVA's context arch) -> QEMU binary
     options: tuple[str, ...]
     job_minutes: int
     boot_minutes: int
@@ -91,7 +90,6 @@ def settings() -> Settings:
         start=require(check, "start", str, path, where="check"),
         no_interface=require(check, "no_interface", str, path, where="check"),
         qemu=QemuDevice(device_type=require(qemu, "device_type", str, path, where="qemu"),
-                        binaries=require(qemu, "binaries", dict, path, where="qemu"),
                         options=tuple(require(qemu, "options", list, path, where="qemu")),
                         job_minutes=require(qemu, "job_minutes", int, path, where="qemu"),
                         boot_minutes=require(qemu, "boot_minutes", int, path, where="qemu")),
@@ -191,8 +189,8 @@ def _metadata(line, variant, artifacts: dict, **extra) -> dict:
 
 def qemu_job(line, variant, mem_mb: int, artifacts: dict) -> dict:
     config = settings().qemu
-    if line.arch not in config.binaries:
-        raise UserError(f"{settings_file()}: [qemu] binaries has no QEMU for {line.arch} (line {line.name})")
+    if line.arch not in arch_specs():
+        raise UserError(f"configs/arches.toml has no QEMU for {line.arch} (line {line.name})")
     cpu = cpu_models()[variant.cpu]
     context = {"arch": line.arch, "cpu": cpu.qemu_cpu, "memory": mem_mb}
     if cpu.smp > 1:
@@ -341,9 +339,10 @@ def device_dictionary(job: dict, hostname: str = "qemu-local") -> dict:
         raise UserError(f"job {job.get('job_name')!r} is for device type {job.get('device_type')!r}: "
                         f"only {config.device_type!r} jobs run here; the others need a lab's LAVA")
     context = job.get("context", {})
-    if context.get("arch") not in config.binaries:
+    binaries = {name: spec.binary for name, spec in arch_specs().items()}
+    if context.get("arch") not in binaries:
         raise UserError(f"job {job.get('job_name')!r}: context arch {context.get('arch')!r} has no QEMU "
-                        f"in {settings_file()} ([qemu] binaries)")
+                        f"in configs/arches.toml")
     options = [f"-cpu {context['cpu']}", f"-m {context['memory']}", *config.options,
                *context.get("extra_options", [])]
     return {
@@ -361,7 +360,7 @@ def device_dictionary(job: dict, hostname: str = "qemu-local") -> dict:
         "actions": {
             "deploy": {"methods": {"image": {"parameters": {"guest": {"size": 512, "interface": "ide"}}}}},
             "boot": {"connections": {"serial": None},
-                     "methods": {"qemu": {"parameters": {"command": config.binaries[context["arch"]],
+                     "methods": {"qemu": {"parameters": {"command": binaries[context["arch"]],
                                                          "options": options}}}},
         },
         "timeouts": {"actions": {}, "connections": {}},

@@ -8,8 +8,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.data import read_toml, require
 from common.errors import InfraError, UserError
 from common.mac import DEFAULT_MAC, normalise_mac
+from common.paths import configs_dir
 from kernels import matrix
 
 
@@ -137,16 +139,34 @@ def _require_file(path, what: str) -> Path:
     return path.resolve()
 
 
-class QemuMachine:
-    """What every architecture shares; subclasses set the binary, its
-    Debian package and the machine type.  CPUs and NICs come from configs/."""
-
+@dataclass(frozen=True)
+class ArchSpec:
+    """An architecture's machine (configs/arches.toml)."""
+    name: str
+    description: str
     binary: str
     package: str
-    machine_type: str
+    machine: str
 
-    def __init__(self, *, cpu: str, nic: str, mem_mb: int, mac: str = DEFAULT_MAC,
+
+def arch_specs() -> dict[str, ArchSpec]:
+    path = configs_dir() / "arches.toml"
+    specs = {}
+    for name, table in read_toml(path).items():
+        if not isinstance(table, dict):
+            raise UserError(f"{path}: [{name}] must be a table")
+        specs[name] = ArchSpec(name=name, **{field: require(table, field, str, path, where=name)
+                                             for field in ("description", "binary", "package", "machine")})
+    return specs
+
+
+class QemuMachine:
+    """A node to boot: the architecture's binary, its Debian package and
+    machine type (configs/arches.toml), the CPU and NIC from configs/."""
+
+    def __init__(self, arch: ArchSpec, *, cpu: str, nic: str, mem_mb: int, mac: str = DEFAULT_MAC,
                  name: str | None = None):
+        self.binary, self.package, self.machine_type = arch.binary, arch.package, arch.machine
         models, nics = cpu_models(), nic_models()
         if cpu not in models:
             raise UserError(f"unknown CPU variant {cpu!r}: valid are "
@@ -233,31 +253,14 @@ class QemuMachine:
                 *start]
 
 
-class I386Pc(QemuMachine):
-    """32-bit PC (i440FX): the cluster nodes of the Mosix era."""
-
-    binary = "qemu-system-i386"
-    package = "qemu-system-x86"
-    machine_type = "pc"
-
-
-class X86_64Pc(QemuMachine):
-    """64-bit PC (i440FX): the x86-64 nodes that migrate with CRIU."""
-
-    binary = "qemu-system-x86_64"
-    package = "qemu-system-x86"
-    machine_type = "pc"
-
-
-ARCHES: dict[str, type[QemuMachine]] = {"i386": I386Pc, "x86_64": X86_64Pc}
-
-
 def machine_for(arch: str | None = None, **kwargs) -> QemuMachine:
     """The machine of `arch`, by default the architecture of the CPU
     variant (configs/cpu/<cpu>.toml `arch`)."""
     if arch is None:
         model = cpu_models().get(kwargs.get("cpu"))
         arch = model.arch if model else "i386"      # an unknown CPU is reported by the machine
-    if arch not in ARCHES:
-        raise UserError(f"unknown architecture {arch!r}: valid are {', '.join(sorted(ARCHES))}")
-    return ARCHES[arch](**kwargs)
+    specs = arch_specs()
+    if arch not in specs:
+        raise UserError(f"unknown architecture {arch!r}: valid are {', '.join(sorted(specs))} "
+                        f"(configs/arches.toml)")
+    return QemuMachine(specs[arch], **kwargs)

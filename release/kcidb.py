@@ -17,7 +17,7 @@ import kcidb_io
 from common import paths
 from kernels import build, matrix
 from qemu.boot import route
-from qemu.machine import ARCHES
+from qemu.machine import arch_specs
 from qemu.bootplan import boot_results_path
 
 ORIGIN = "ltsp_mosix"
@@ -65,7 +65,7 @@ def _environment(boot: dict) -> str:
     """Where a boot ran, from the CPU variant's data (configs/cpu/<cpu>.toml:
     its arch picks the QEMU system)."""
     arch = matrix.cpu_spec(boot["cpu"]).arch
-    return (f"QEMU {arch} TCG ({ARCHES[arch].binary}), -cpu for {boot['cpu']}, {boot['boot_nic']}, "
+    return (f"QEMU {arch} TCG ({arch_specs()[arch].binary}), -cpu for {boot['cpu']}, {boot['boot_nic']}, "
             f"{boot['mem_mb']} MB, {boot['path']}")
 
 

@@ -20,17 +20,14 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from common.paths import atomic_write_text
+from kernels import matrix
 from rootfs.cluster import Cluster
 
-MOSIX_MAP = "mosix.map"
-OPENMOSIX_MAP = "hpc.map"
-# MOSIX 1.x reads mosix.map; openMosix (and, by the decision above, every
-# other line) reads hpc.map.
-MAP_FILE_OF_LINE = {"mosix-1.7.0": MOSIX_MAP}
-
-
 def map_file_name(line_name: str) -> str:
-    return MAP_FILE_OF_LINE.get(line_name, OPENMOSIX_MAP)
+    """The line's map file (configs/lines/<line>.toml map_file): MOSIX 1.x
+    reads mosix.map; openMosix (and, by the decision above, every other
+    line) hpc.map."""
+    return matrix.load_line(line_name).map_file
 
 
 def map_path_on_node(line_name: str) -> str:

@@ -3,12 +3,9 @@ own kernel variant from an NFS root.  The tree itself (layout, copies,
 atomic rename) is rootfs.pxetree.make_tftp_tree's; this module only says which
 kernel each node gets and with which command line.
 
-NFS root options per kernel (both NFSv3, which nfs-ganesha serves; it
-has no NFSv2, the 2.4 default):
-- 2.4 (fs/nfs/nfsroot.c): flag options `v3` and `udp`/`tcp`; UDP is the
-  2.4 default and its TCP client was still young, so `v3,udp`.
-- 6.1: mount options `vers=3,tcp` (6.1 defaults to NFS_DISABLE_UDP_SUPPORT).
-`ip=dhcp` (2.4: CONFIG_IP_PNP_DHCP) takes address and host name from dnsmasq."""
+The NFS root options are the line's (`nfs_options` in configs/lines/,
+which says why each line has its own).  `ip=dhcp` (2.4:
+CONFIG_IP_PNP_DHCP) takes address and host name from dnsmasq."""
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +15,6 @@ from kernels import build
 from rootfs.cluster import Cluster
 from rootfs.pxetree import PxeNode, make_tftp_tree
 
-NFS_OPTIONS_24 = "v3,udp"
-NFS_OPTIONS_MODERN = "vers=3,tcp"
-
 
 @dataclass(frozen=True)
 class BootImages:
@@ -28,13 +22,9 @@ class BootImages:
     initrd: Path
 
 
-def nfs_options(kernel_version: str) -> str:
-    return NFS_OPTIONS_24 if kernel_version.startswith("2.4.") else NFS_OPTIONS_MODERN
-
-
 def node_append(cluster: Cluster, extra: str = "") -> str:
     """Kernel command line (without initrd=) of every node of the cluster."""
-    nfsroot = f"{cluster.server}:{cluster.nfs_root},{nfs_options(cluster.line.kernel)}"
+    nfsroot = f"{cluster.server}:{cluster.nfs_root},{cluster.line.nfs_options}"
     return " ".join(filter(None, ["ip=dhcp", "root=/dev/nfs", f"nfsroot={nfsroot}", extra.strip()]))
 
 

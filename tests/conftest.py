@@ -53,6 +53,8 @@ FAKE24_LINE = textwrap.dedent("""\
     initrd_format = "ext2"
     patches = "fake24"
     source_date_epoch = 1061769600
+    nfs_options = "v3,udp"
+    map_file = "hpc.map"
 
     [boot]
     memory_mb = [512, 2048, 3584]

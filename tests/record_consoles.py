@@ -33,8 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common.hashing import sha256_file  # noqa: E402
+from kernels import matrix  # noqa: E402
 from kernels.unpack import safe_extract  # noqa: E402
-from qemu.boot import APPEND_CPIO, APPEND_EXT2, boot_once  # noqa: E402
+from qemu.boot import boot_once  # noqa: E402
 from rootfs.pxetree import PxeNode, make_tftp_tree  # noqa: E402
 from tests.conftest import VANILLA_24, VANILLA_24_SHA256, shared_sources_dir  # noqa: E402
 
@@ -159,7 +160,7 @@ def record(case: Case, kernels: dict, initrds: dict, work: Path) -> dict:
     if case.initrd == "zeros":
         initrd = work / "zeros.img"
         initrd.write_bytes(bytes(4096))
-    append = case.append or (APPEND_CPIO if case.line == "linux-6.1" else APPEND_EXT2)
+    append = case.append or matrix.load_line(case.line).kernel_append
     tftp_root, mac = None, None
     if case.pxe_config:
         mac = "52:54:00:12:34:56"

@@ -97,3 +97,41 @@ def test_a_card_that_is_not_a_table_is_named(isolated):
         "[cards.ne2k_pci]", "[cards]\nisa_ne2000 = \"yes\"\n\n[cards.ne2k_pci]"))
     with pytest.raises(UserError, match=r"cards.toml: \[cards.isa_ne2000\] must be a table"):
         matrix.cards()
+
+
+# -- facts that were code: each new value is data only ------------------------------------
+
+def test_a_new_initrd_format_command_line_needs_no_python(isolated):
+    from qemu.boot import kernel_append
+    configs = isolated / "configs"
+    formats = configs / "initrd-formats.toml"
+    formats.write_text(formats.read_text() + '\n[squashfs]\nappend = "console=ttyS0 root=/dev/ram0 rootfstype=squashfs"\n')
+    toml = configs / "lines" / "linux-6.1.toml"
+    toml.write_text(toml.read_text().replace('initrd_format = "cpio"', 'initrd_format = "squashfs"'))
+    assert kernel_append(matrix.load_line("linux-6.1")) == "console=ttyS0 root=/dev/ram0 rootfstype=squashfs"
+    toml.write_text(toml.read_text().replace('initrd_format = "squashfs"', 'initrd_format = "jffs2"'))
+    with pytest.raises(UserError, match="initrd_format 'jffs2' is not a table of .*initrd-formats.toml"):
+        matrix.load_line("linux-6.1")
+
+
+def test_new_nfs_options_and_map_file_need_no_python(isolated):
+    from rootfs import maps, tftp
+    toml = isolated / "configs" / "lines" / "openmosix-2.toml"
+    toml.write_text(toml.read_text().replace('nfs_options = "v3,udp"', 'nfs_options = "v3,tcp,rsize=8192"')
+                    .replace('map_file = "hpc.map"', 'map_file = "cluster.map"'))
+    assert maps.map_path_on_node("openmosix-2") == "/etc/cluster.map"
+    cluster = load_cluster(isolated / "configs" / "cluster.toml")
+    assert cluster.line_name == "openmosix-2"
+    assert tftp.node_append(cluster).endswith(f"nfsroot={cluster.server}:{cluster.nfs_root},v3,tcp,rsize=8192")
+    toml.write_text(toml.read_text().replace('nfs_options = "v3,tcp,rsize=8192"', 'nfs_options = "v3;reboot"'))
+    with pytest.raises(UserError, match="nfs_options 'v3;reboot'"):
+        matrix.load_line("openmosix-2")
+
+
+def test_a_new_architecture_machine_needs_no_python(isolated):
+    arches = isolated / "configs" / "arches.toml"
+    arches.write_text(arches.read_text().replace('machine = "pc"', 'machine = "q35"', 1))
+    machine = machine_for("i386", cpu="pentium", nic="e1000", mem_mb=512)
+    assert (machine.binary, machine.machine_type) == ("qemu-system-i386", "q35")
+    with pytest.raises(UserError, match="unknown architecture 'arm'.*configs/arches.toml"):
+        machine_for("arm", cpu="pentium", nic="e1000", mem_mb=512)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from initrd.build import compile_init, make_cpio_initrd
+from kernels import matrix
 from qemu import boot as boot_module
-from qemu.boot import APPEND_CPIO, BootCase, boot_once, run_matrix
+from qemu.boot import BootCase, boot_once, run_matrix
 from qemu.hostile import make_hostile_bzimage, read_initrd_addr_max
 from qemu.report import write_reports
 from rootfs.pxetree import PxeNode, make_tftp_tree
@@ -97,7 +98,8 @@ def test_pxe_boot_with_other_nics(kernel_61, initrd_61, logs, nic, driver):
 def test_shared_tftp_tree_boots_each_node_its_own_kernel(kernel_61, initrd_61, logs, tmp_path):
     """Two nodes in one LTSP-style tree: pxelinux must pick the 01-<mac> file
     of the booting node; an unknown MAC must be refused, not booted."""
-    nodes = [PxeNode(f"52:54:00:00:00:0{n}", kernel_61, initrd_61, f"{APPEND_CPIO} ltsp_node={n}",
+    append = matrix.load_line("linux-6.1").kernel_append
+    nodes = [PxeNode(f"52:54:00:00:00:0{n}", kernel_61, initrd_61, f"{append} ltsp_node={n}",
                      variant=f"node{n}") for n in (1, 2)]
     root = make_tftp_tree(tmp_path / "tftp", nodes)
     second = _boot(kernel_61, initrd_61, logs, path="pxe", tftp_root=root,

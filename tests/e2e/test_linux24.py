@@ -26,7 +26,7 @@ from common import paths
 from common.hashing import sha256_file
 from initrd.build import compile_init, make_ext2_initrd
 from kernels import matrix, tree
-from qemu.boot import APPEND_EXT2, boot_once
+from qemu.boot import boot_once
 from qemu.cluster_run import boot_nfsroot
 from qemu.hostile import LOWMEM_END, make_hostile_bzimage, read_initrd_addr_max
 from release.gates import gate_refusals
@@ -461,7 +461,7 @@ def unpatched_24(vanilla_24_tree, tmp_path_factory) -> Path:
 def boot24(kernel: Path, initrd: Path, logs: Path, **kwargs):
     kwargs.setdefault("cpu", "pentium")
     kwargs.setdefault("nic", "e1000")
-    kwargs.setdefault("append", APPEND_EXT2)
+    kwargs.setdefault("append", matrix.load_line(LINE).kernel_append)
     kwargs.setdefault("path", "direct")
     name = f"{kwargs['path']}-{kwargs['mem_mb']}M" + ("-high-initrd" if kwargs.get("high_initrd") else "")
     result = boot_once(kernel, initrd, log_path=logs / f"{name}.log", line=LINE, variant="pentium", **kwargs)
@@ -501,7 +501,8 @@ def test_plain_pxe_at_3584_mb_keeps_the_initrd_low(line24_built, initrd_24, tmp_
     assert result.mem_total_kb > 2900 * MB and result.initrd_moved_to is None
 
 
-@pytest.mark.parametrize("append", [APPEND_EXT2, "console=ttyS0,115200 panic=1"], ids=["sbin-init", "linuxrc"])
+@pytest.mark.parametrize("append", [matrix.load_line(LINE).kernel_append, "console=ttyS0,115200 panic=1"],
+                         ids=["sbin-init", "linuxrc"])
 def test_direct_boot_runs_the_node_init(line24_built, initrd_24, tmp_path, append):
     result = boot24(line24_built.out("pentium") / "bzImage", initrd_24, tmp_path / "logs", mem_mb=512,
                     append=append)
@@ -511,7 +512,7 @@ def test_direct_boot_runs_the_node_init(line24_built, initrd_24, tmp_path, appen
 
 def test_nfs_root_boot_of_a_24_node(line24_built, tmp_path):
     """2.4 nodes mount their root over NFSv3/UDP from the project's ganesha."""
-    result = boot_nfsroot(line24_built.out("pentium") / "bzImage", tmp_path, kernel_version="2.4.22")
+    result = boot_nfsroot(line24_built.out("pentium") / "bzImage", tmp_path, line=LINE)
     print(f"2.4.22 NFS-root boot: {result.verdict} in {result.seconds}s; root {result.report.root}")
     assert result.verdict == "pass" and not result.problems, (result.problems, result.log_path)
 
