@@ -13,13 +13,12 @@ from common.data import read_toml, require
 from common.errors import KernelFailure, UserError
 from common.hashing import sha256_file
 from common.paths import configs_dir
-from kernels import kconfig, seed, toolchain, tree
+from kernels import buildsystem, kconfig, seed, toolchain, tree
 from kernels.fragments import read_config_values
 from kernels.runner import run_logged
 
 BUILD_USER = "ltsp-mosix"
 BUILD_HOST = "ltsp-mosix"
-SHIMS = paths.PROJECT_ROOT / "kernels" / "shims"
 
 
 def out_dir(line, variant) -> Path:
@@ -39,9 +38,7 @@ def reproducible_env(line) -> dict[str, str]:
                KBUILD_BUILD_VERSION="1", LC_ALL="C", TZ="UTC")
     # 2.4's Makefile reads these through patches/linux-2.4.22/0100-*.
     env["KBUILD_BUILD_DOMAIN"] = ""
-    if line.config_system == "cml1":
-        env["PATH"] = f"{SHIMS}:{env['PATH']}"      # gzip -n (see kernels/shims/gzip)
-    return env
+    return buildsystem.for_line(line).environment(env)
 
 
 def build(line, variant) -> dict:
@@ -53,21 +50,21 @@ def build(line, variant) -> dict:
     log.write_text("")
     env = reproducible_env(line)
     jobs = f"-j{toolchain.parallel_jobs()}"
-    objdir = tree.recovered_object_dir(line, variant, label)
+    system = buildsystem.for_line(line)
+    objdir = system.recovered_object_dir(line, variant, label)
     base = seed.base_variant(line, variant)
     if base is not None:
         seed.seed_object_dir(line, variant, out_dir(line, base) / "build.json", label)
     _install_config(line, variant, objdir)
-    if line.config_system == "cml1":
-        _seed_version_counter(objdir)
+    system.prepare_build(objdir)
     marker = objdir / tree.RUNNING_MARKER
     marker.write_text("")           # its mtime: anything newer is this run's output
     start = time.monotonic()
-    stages = ["dep", "bzImage"] if line.config_system == "cml1" else ["bzImage"]
+    stages = list(system.stages)
     if read_config_values(objdir / ".config").get("CONFIG_MODULES") == "y":
         stages.append("modules")
     for stage in stages:
-        run_logged(kconfig.make_argv(line, variant, jobs, stage), cwd=objdir, env=env, log=log,
+        run_logged(system.make_argv(line, variant, jobs, stage), cwd=objdir, env=env, log=log,
                    label=label, stage=f"make {stage}", error_class=KernelFailure,
                    on_start=lambda process: tree.note_build_group(marker, process.pid))
     seconds = round(time.monotonic() - start, 1)
@@ -89,11 +86,6 @@ def _install_config(line, variant, objdir: Path) -> None:
     objdir.mkdir(parents=True, exist_ok=True)
     if not dot_config.is_file() or dot_config.read_bytes() != final.read_bytes():
         shutil.copyfile(final, dot_config)
-
-
-def _seed_version_counter(objdir: Path) -> None:
-    """2.4 bumps .version on every link; start it at 0 so the build is #1."""
-    (objdir / ".version").write_text("0\n")
 
 
 def nic_probes() -> dict[str, str]:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from common.paths import replace_tree
-from kernels import kconfig, matrix, tree
+from kernels import buildsystem, kconfig, matrix, tree
 
 SEED_ENV = "LTSP_MOSIX_SEED"
 SEED_RECORD = ".ltsp-mosix-seeded-from"
@@ -48,7 +48,7 @@ def _linked(objdir: Path) -> bool:
 
 def base_ready(line, base, out_record: Path) -> str | None:
     """Why the base cannot seed, or None when it can."""
-    objdir = tree.object_dir(line, base)
+    objdir = buildsystem.for_line(line).object_dir(line, base)
     final = kconfig.final_config_path(line, base)
     if not out_record.is_file() or not _linked(objdir):
         return f"{base.name} has no finished build"
@@ -64,7 +64,8 @@ def seed_object_dir(line, variant, out_record_of_base: Path, label: str) -> str 
     """Replace the variant's object tree by a copy of its base's finished
     one, if it has no build of its own; return the base's name if seeded."""
     base = base_variant(line, variant)
-    objdir = tree.object_dir(line, variant)
+    system = buildsystem.for_line(line)
+    objdir = system.object_dir(line, variant)
     if base is None or not seeding_enabled() or _linked(objdir):
         return None
     refusal = base_ready(line, base, out_record_of_base)
@@ -72,25 +73,11 @@ def seed_object_dir(line, variant, out_record_of_base: Path, label: str) -> str 
         print(f"[{label}] clean build: {refusal} to start from", flush=True)
         return None
     start = time.monotonic()
-    source = tree.object_dir(line, base)
+    source = system.object_dir(line, base)
     staging = objdir.with_name(objdir.name + ".seeding")
     shutil.rmtree(staging, ignore_errors=True)
-    if line.config_system == "kconfig":
-        copied = _copy_tree(source, staging, shared=None)
-        # kbuild's syncconfig notices the new .config at the build itself.
-        shutil.copyfile(kconfig.final_config_path(line, variant), staging / ".config")
-    else:
-        # 2.4 builds in the tree and records its absolute path in each
-        # object's flags (.*.o.flags: -I<tree>/include) and dependency
-        # lists: they name the variant's own tree in the copy, or make
-        # would take every object for out of date.
-        copied = _copy_tree(source, staging, shared=tree.src_dir(line),
-                            rewrite=(str(source).encode(), str(objdir).encode()))
-        _settle_headers(staging)
-        # 2.4's oldconfig writes include/linux/autoconf.h from the variant's
-        # config; make dep's split-include then touches the changed
-        # include/config/*.h, which is what makes make rebuild their users.
-        kconfig.reapply_config(line, variant, staging)
+    copied = system.seed(line, variant, source, staging, objdir, _copy_tree,
+                         kconfig.final_config_path(line, variant))
     (staging / SEED_RECORD).write_text(f"{base.name}\n")
     # Only a finished copy holding the variant's config takes the place of
     # the tree: a run killed before this leaves the old tree (and a staging
@@ -99,33 +86,6 @@ def seed_object_dir(line, variant, out_record_of_base: Path, label: str) -> str 
     print(f"[{label}] object tree seeded from {base.name}'s build ({copied} files copied in "
           f"{time.monotonic() - start:.1f}s); make rebuilds what the NIC options change", flush=True)
     return base.name
-
-
-def _settle_headers(root: Path) -> int:
-    """Date every header of a finished 2.4 tree just before its oldest
-    object.  2.4's make dep touches a header whenever one it includes is
-    newer (.hdepend), and one pass leaves such pairs behind, so a second
-    make in the same tree would touch headers again and recompile what
-    includes them.  In a finished build every object was compiled from the
-    headers' final content, so dating them older loses nothing; the
-    variant's changed options then make split-include touch just their
-    include/config/*.h, newer than everything, as it should."""
-    headers, oldest = [], None
-    for folder, _dirs, files in os.walk(root):
-        for name in files:
-            path = Path(folder) / name
-            if path.is_symlink():
-                continue
-            if name.endswith(".h"):
-                headers.append(path)
-            elif name.endswith(".o"):
-                mtime = path.stat().st_mtime_ns
-                oldest = mtime if oldest is None else min(oldest, mtime)
-    if oldest is None:
-        return 0
-    for path in headers:
-        os.utime(path, ns=(oldest - 1_000_000_000, oldest - 1_000_000_000))
-    return len(headers)
 
 
 def _names_the_tree(name: str) -> bool:

@@ -8,7 +8,7 @@ from common import paths
 from common.errors import UserError
 from common.hashing import cached_sha256
 from common.paths import configs_dir
-from kernels import build, hashes, invariants, kconfig, tree
+from kernels import build, buildsystem, hashes, invariants, kconfig, tree
 from kernels.fetch import fetch_source, installed_version, pin_source
 
 
@@ -68,7 +68,7 @@ def prepare_line(line) -> None:
     paths.check_build_path()           # before a download or an unpack, not after
     needed = [s for s in line.sources if s.role in ("kernel", "patch")]
     fetched = fetch_line(line) if needed else {}
-    provenance = tree.prepare(line, fetched=fetched)
+    provenance = tree.prepare(line, fetched=fetched, shared=buildsystem.for_line(line).shares_prepared_tree)
     state = "verified sources" if provenance.verified else tree.UNVERIFIED
     print(f"[prepare {line.name}] {tree.src_dir(line)} ready ({state}, "
           f"{len(provenance.patches)} patches)", flush=True)

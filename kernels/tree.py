@@ -1,7 +1,8 @@
 """One prepared tree per line: verified sources unpacked (or a local
 override copied), the upstream patch (Mosix/openMosix) and then the
-project's series applied.  Variants reuse it: O= builds for kbuild, cheap
-hard-link copies for 2.4 (no O= support)."""
+project's series applied.  Variants reuse it as their build system says
+(kernels/buildsystem.py): O= builds for Kbuild, cheap hard-link copies for
+CML1 (2.4 has no O=)."""
 import bz2
 import gzip
 import hashlib
@@ -84,9 +85,11 @@ def series(line) -> list[Path]:
     return patches
 
 
-def prepare(line, *, fetched: dict | None = None, log: Path | None = None) -> Provenance:
+def prepare(line, *, fetched: dict | None = None, log: Path | None = None, shared: bool = False) -> Provenance:
     """Build src/ for the line and write prepared.json.  `fetched` maps a
-    source name to its kernels.fetch.FetchResult (absent with an override)."""
+    source name to its kernels.fetch.FetchResult (absent with an override).
+    shared: builds only read the tree (the line's build system says so), so
+    one prepared tree serves every line with the same sources and patches."""
     if line.unsupported:
         raise UserError(f"line {line.name} cannot be built here: {line.unsupported}")
     paths.check_build_path()
@@ -103,7 +106,7 @@ def prepare(line, *, fetched: dict | None = None, log: Path | None = None) -> Pr
     for leftover in (staging, replaced):     # what an interrupted run left for this one to remove
         shutil.rmtree(leftover, ignore_errors=True)
     try:
-        provenance = _build_staging(line, staging, override, patches, fetched, log)
+        provenance = _build_staging(line, staging, override, patches, fetched, log, shared)
     except KeyboardInterrupt:
         # Ctrl-C or SIGTERM ends the run now: deleting a half-unpacked 6.1
         # tree takes a minute on a busy disk, so src.tmp stays for the next
@@ -122,7 +125,7 @@ def prepare(line, *, fetched: dict | None = None, log: Path | None = None) -> Pr
 
 
 def _build_staging(line, staging: Path, override: Path | None, patches: list[Path],
-                   fetched: dict | None, log: Path) -> Provenance:
+                   fetched: dict | None, log: Path, shared_tree: bool) -> Provenance:
     if override:
         print(f"[prepare {line.name}] copying local override {override} ({UNVERIFIED})", flush=True)
         subprocess.run(["cp", "-a", "--reflink=auto", f"{override}/.", str(staging)], check=True)
@@ -131,7 +134,7 @@ def _build_staging(line, staging: Path, override: Path | None, patches: list[Pat
     else:
         sources = tuple({"name": name, "file": result.path.name, "sha256": result.sha256,
                          "trust": result.trust} for name, result in sorted(fetched.items()))
-        shared = shared_tree_path(line, sources, patches)
+        shared = shared_tree_path(line, sources, patches) if shared_tree else None
         if shared is not None and shared.is_dir():
             print(f"[prepare {line.name}] linking the tree prepared from the same sources and "
                   f"patches ({paths.shown(shared)})", flush=True)
@@ -145,8 +148,8 @@ def _build_staging(line, staging: Path, override: Path | None, patches: list[Pat
                         label=f"{line.name}: upstream {source.file}", log=log)
     for patch in patches:
         apply_patch(staging, patch, label=f"{line.name}: {patch.name}", log=log)
-    if not override and (shared := shared_tree_path(line, sources, patches)) is not None:
-        _keep_shared(staging, shared)
+    if not override and shared_tree:
+        _keep_shared(staging, shared_tree_path(line, sources, patches))
     return _provenance(sources, patches, override)
 
 
@@ -156,13 +159,10 @@ def _provenance(sources: tuple, patches: list[Path], override: Path | None) -> P
                       override=str(override) if override else None)
 
 
-def shared_tree_path(line, sources: tuple, patches: list[Path]) -> Path | None:
+def shared_tree_path(line, sources: tuple, patches: list[Path]) -> Path:
     """Where a prepared tree that builds only read (kbuild's O= builds) is
     kept for every line with the same sources and patches (linux-6.1 and
-    linux-6.1-x86_64 unpack Debian's linux-source-6.1 once); None for a
-    tree that builds write into (2.4)."""
-    if line.config_system != "kconfig":
-        return None
+    linux-6.1-x86_64 unpack Debian's linux-source-6.1 once)."""
     key = json.dumps({"sources": [(s["name"], s["sha256"]) for s in sources],
                       "patches": [sha256_file(p) for p in patches]}, sort_keys=True)
     return paths.build_dir() / "trees" / hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -237,28 +237,6 @@ def _failed_hunks(output: str) -> str:
     return "\n".join(failures) or output.strip()[-800:]
 
 
-def variant_tree(line, variant) -> Path:
-    """Where make runs for a variant.  kbuild: the shared src with an O=
-    object dir.  CML1 (2.4 has no O=): a hard-link copy of src; make
-    replaces files rather than writing into them, so src stays pristine,
-    except headers, which make dep touches: each tree has its own copies."""
-    workdir = paths.variant_dir(line.name, variant.name)
-    if line.config_system == "kconfig":
-        return src_dir(line)
-    tree = workdir / "tree"
-    stamp = workdir / "tree.from"
-    source_id = stamp_path(line).read_text()
-    if tree.is_dir() and stamp.is_file() and stamp.read_text() == source_id:
-        return tree
-    stamp.unlink(missing_ok=True)       # a copy cut short must not pass for complete
-    shutil.rmtree(tree, ignore_errors=True)
-    tree.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["cp", "-al", str(src_dir(line)), str(tree)], check=True)
-    unshare_headers(tree)
-    paths.atomic_write_text(stamp, source_id)
-    return tree
-
-
 def unshare_headers(tree: Path) -> int:
     """Give a hard-linked 2.4 tree its own copy of every header (mtime
     kept).  2.4's make dep touches each header whose config options changed
@@ -275,13 +253,6 @@ def unshare_headers(tree: Path) -> int:
                 os.replace(spare, path)
                 count += 1
     return count
-
-
-def object_dir(line, variant) -> Path:
-    """The directory holding .config and the build products."""
-    if line.config_system == "kconfig":
-        return kbuild_object_dir(line.name, variant.name)
-    return variant_tree(line, variant)
 
 
 def kbuild_object_dir(line_name: str, variant_name: str) -> Path:
@@ -301,18 +272,17 @@ def note_build_group(marker: Path, pgid: int) -> None:
     os.utime(marker, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
-def recovered_object_dir(line, variant, label: str) -> Path:
-    """The object dir, safe to write in (the config step and the build both
-    start here: doit forgets what a killed run finished, so a config step
-    may run again over an interrupted build).  If the previous build did not
-    finish (the marker is still there), first stop what is left of it (a
-    compiler orphaned by a SIGKILL can still be writing), then remove every
-    file it wrote (newer than the marker: 2.4's make takes a half-written or
-    empty object as up to date) and every empty object; older, complete
-    objects stay.  A 2.4 tree also holds the sources, which its make
-    touches (mkdep's .hdepend rules): a file the pristine src/ also has is
-    a source and stays."""
-    objdir = object_dir(line, variant)
+def recover_object_dir(objdir: Path, label: str, sources: Path | None = None) -> Path:
+    """Make an object dir safe to write in (the config step and the build
+    both start here: doit forgets what a killed run finished, so a config
+    step may run again over an interrupted build).  If the previous build
+    did not finish (the marker is still there), first stop what is left of
+    it (a compiler orphaned by a SIGKILL can still be writing), then remove
+    every file it wrote (newer than the marker: 2.4's make takes a
+    half-written or empty object as up to date) and every empty object;
+    older, complete objects stay.  sources: the pristine tree, where the
+    object dir also holds the sources (2.4, whose make touches them): a
+    file that tree also has is a source and stays."""
     marker = objdir / RUNNING_MARKER
     if not marker.is_file():
         return objdir
@@ -320,8 +290,7 @@ def recovered_object_dir(line, variant, label: str) -> Path:
     if text.isdigit():
         kill_group(int(text))
     newer, empty = _files_written_since(objdir, marker.stat().st_mtime_ns)
-    if line.config_system == "cml1":
-        sources = src_dir(line)
+    if sources is not None:
         newer = [path for path in newer if not (sources / path.relative_to(objdir)).exists()]
     for path in newer + empty:
         path.unlink(missing_ok=True)

@@ -9,7 +9,7 @@ import pytest
 
 from common.errors import KernelFailure
 from common.procs import group_alive, own_group_dying_with_parent
-from kernels import build, matrix, tree
+from kernels import build, buildsystem, matrix, tree
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def objdir(isolated):
     complete new one, and an empty object from an even older kill."""
     line = matrix.load_line("linux-6.1")
     variant = line.variant("pentium")
-    folder = tree.object_dir(line, variant)
+    folder = buildsystem.for_line(line).object_dir(line, variant)
     (folder / "net" / "packet").mkdir(parents=True)
     old = folder / "kernel" / "fork.o"
     old.parent.mkdir()
@@ -40,7 +40,7 @@ def objdir(isolated):
 
 def test_an_interrupted_build_loses_what_it_wrote_and_empty_objects_only(objdir, capsys):
     line, variant, folder = objdir
-    assert tree.recovered_object_dir(line, variant, "kernel:pentium") == folder
+    assert buildsystem.for_line(line).recovered_object_dir(line, variant, "kernel:pentium") == folder
     left = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     assert left == ["kernel/fork.o"]
     assert "removed 2 files it wrote and 1 empty objects" in capsys.readouterr().out
@@ -50,7 +50,7 @@ def test_a_finished_build_is_left_alone(objdir):
     line, variant, folder = objdir
     (folder / tree.RUNNING_MARKER).unlink()
     before = sorted(p for p in folder.rglob("*") if p.is_file())
-    tree.recovered_object_dir(line, variant, "kernel:pentium")
+    buildsystem.for_line(line).recovered_object_dir(line, variant, "kernel:pentium")
     assert sorted(p for p in folder.rglob("*") if p.is_file()) == before
 
 
@@ -64,7 +64,7 @@ def test_orphaned_compilers_of_the_killed_build_are_stopped_first(objdir):
     stat = marker.stat()
     marker.write_text(f"{orphan.pid}\n")
     os.utime(marker, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    tree.recovered_object_dir(line, variant, "kernel:pentium")
+    buildsystem.for_line(line).recovered_object_dir(line, variant, "kernel:pentium")
     orphan.wait(timeout=5)
     assert not group_alive(orphan.pid)
 

@@ -64,3 +64,19 @@ def test_the_checker_catches_an_upward_and_a_nested_import(tmp_path):
     module = tmp_path / "probe.py"
     module.write_text("from qemu import boot\n\ndef f():\n    import release.gates\n")
     assert sorted(project_imports(module)) == [("qemu", 1, False), ("release", 4, True)]
+
+
+def test_the_build_system_is_asked_of_its_object_only():
+    """Kbuild and CML1 each own what differs (kernels/buildsystem.py): no
+    other module compares a line's config_system, and every value the
+    line data accepts has its object."""
+    from kernels import buildsystem, matrix
+    assert set(buildsystem.SYSTEMS) == set(matrix.CONFIG_SYSTEMS)
+    offenders = []
+    for path in sorted(ROOT.glob("*/*.py")) + [ROOT / "dodo.py"]:
+        if path.parts[-2] in ("tests", ".venv") or path.name == "buildsystem.py":
+            continue
+        for number, text in enumerate(path.read_text().splitlines(), 1):
+            if "config_system" in text and ("==" in text or "!=" in text):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {text.strip()}")
+    assert offenders == []

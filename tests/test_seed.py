@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kernels import matrix, seed
+from kernels import buildsystem, matrix, seed
 
 
 def test_only_nic_specific_variants_have_a_base():
@@ -76,7 +76,7 @@ def test_a_base_without_a_finished_build_seeds_nothing(line_in, tmp_path, capsys
 def test_a_base_whose_build_was_cut_short_or_reconfigured_is_refused(line_in, tmp_path):
     from kernels import kconfig, tree
     base = line_in.variant("pentium")
-    objdir = tree.object_dir(line_in, base)
+    objdir = buildsystem.for_line(line_in).object_dir(line_in, base)
     objdir.mkdir(parents=True)
     (objdir / "vmlinux").write_bytes(b"elf")
     record = tmp_path / "build.json"
@@ -96,7 +96,7 @@ def test_a_base_whose_build_was_cut_short_or_reconfigured_is_refused(line_in, tm
 def test_a_variant_with_a_build_of_its_own_is_not_reseeded(line_in, tmp_path):
     from kernels import tree
     variant = line_in.variant("pentium-3c590")
-    objdir = tree.object_dir(line_in, variant)
+    objdir = buildsystem.for_line(line_in).object_dir(line_in, variant)
     objdir.mkdir(parents=True)
     (objdir / "vmlinux").write_bytes(b"its own")
     assert seed.seed_object_dir(line_in, variant, tmp_path / "build.json", "kernel:x") is None
@@ -106,7 +106,7 @@ def test_a_variant_with_a_build_of_its_own_is_not_reseeded(line_in, tmp_path):
 def test_a_seeded_6_1_tree_holds_the_base_objects_and_the_variants_config(line_in, tmp_path, capsys):
     from kernels import kconfig, tree
     base, variant = line_in.variant("pentium"), line_in.variant("pentium-3c590")
-    base_obj = tree.object_dir(line_in, base)
+    base_obj = buildsystem.for_line(line_in).object_dir(line_in, base)
     (base_obj / "drivers" / "net").mkdir(parents=True)
     (base_obj / "vmlinux").write_bytes(b"base vmlinux")
     (base_obj / "drivers" / "net" / "e100.o").write_bytes(b"object")
@@ -117,7 +117,7 @@ def test_a_seeded_6_1_tree_holds_the_base_objects_and_the_variants_config(line_i
     (base_obj / ".config").write_text("CONFIG_E100=y\n")
     record = tmp_path / "build.json"
     record.write_text("{}")
-    mine = tree.object_dir(line_in, variant)
+    mine = buildsystem.for_line(line_in).object_dir(line_in, variant)
     mine.mkdir(parents=True)
     (mine / ".config").write_text("CONFIG_VORTEX=y\n")       # what its config step left
 
@@ -178,7 +178,7 @@ def test_a_24_copy_dates_its_headers_before_its_oldest_object(tmp_path):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(name)
         os.utime(root / name, ns=(mtime * 10**9, mtime * 10**9))
-    assert seed._settle_headers(root) == 2
+    assert buildsystem.settle_headers(root) == 2
     for header in ("bugs.h", "processor.h"):
         assert (root / "include" / "asm-i386" / header).stat().st_mtime_ns == 19 * 10**9
     assert (root / "kernel" / "sched.o").stat().st_mtime_ns == 20 * 10**9
