@@ -11,25 +11,20 @@ server side agrees: the file the node wrote is in the export with the
 node's kernel release and address, and (cluster) every node got ICMP echo
 replies from every other node.
 
-Cluster run, all inside one NetNamespace (qemu/netns.py):
-  br0 (the cluster's server address) + tap<i> per node; rpcbind + ganesha
-  (qemu/nfs.py) exporting the node root as the cluster's nfs_root; dnsmasq
-  with the config rootfs.dnsmasq generates (DHCP by MAC, TFTP from the tree
-  rootfs.tftp.write_tftp_tree writes: pxelinux.cfg/01-<mac> per node, each
-  with its own kernel variant); one QEMU per node on `-netdev tap`, started
-  one after another and running together.
-Teardown is an ExitStack: QEMUs (killed and reaped by qemu.process.running,
-also when a watch is cancelled), dnsmasq, ganesha, rpcbind, then the
-namespace with its bridge and taps; on success, on failure, on Ctrl-C."""
+Cluster run: the virtual site (qemu/site.py: a namespace with the server's
+bridge, NFS and dnsmasq on the config rootfs.dnsmasq generates, TFTP from
+the tree rootfs.tftp.write_tftp_tree writes: pxelinux.cfg/01-<mac> per
+node, each with its own kernel variant) and one QEMU per node on a tap of
+its own, started one after another and running together; the QEMUs are
+killed and reaped by qemu.process.running, also when a watch is cancelled,
+before the site comes down."""
 import dataclasses
 import json
 import re
-import signal
-import subprocess
 import sys
 import threading
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,10 +37,10 @@ from initrd.nfsroot import (booted_file, compile_nfsinit, done_file, make_nfsroo
 from kernels import matrix
 from qemu.facts import parse_boot_facts
 from qemu.machine import IPXE_DHCP_SCRIPT, IPXE_USER_NET_SCRIPT, USER_NET_HOST, machine_for, nic_models
-from qemu.netns import NetNamespace, remove_stale_namespaces, require_tool
+from qemu.netns import NetNamespace
 from qemu.nfs import NfsServer
-from common.procs import die_with_parent
-from qemu.process import running, stop_process, wait_for_daemon
+from qemu.process import running
+from qemu.site import BRIDGE, VirtualSite, sigterm_as_interrupt
 from qemu.watcher import FAIL, PASS, clean_line, watch_stream
 from rootfs.cluster import Cluster
 from rootfs.dnsmasq import write_dnsmasq_conf
@@ -61,7 +56,6 @@ USER_NET_SERVER = USER_NET_HOST
 # (no ROM banner or ProxyDHCP wait); the boot test keeps a ROM boot per variant.
 CLUSTER_FIRMWARE = "ipxe"
 DEFAULT_PSEUDO = "/opt/ltsp/i386"        # LTSP 3's node root, as cluster.toml has it
-BRIDGE = "br0"
 # The init prints this once it runs from the NFS root and knows its address:
 # the end of the "boot" (phase 1) of a cluster node.
 INIT_IP_PREFIX = "ltsp-mosix: ip "
@@ -110,26 +104,6 @@ def parse_init_report(transcript: str) -> InitReport:
         elif found := _PEERS.match(line):
             report.peers = found.group(1)
     return report
-
-
-@contextmanager
-def sigterm_as_interrupt():
-    """A SIGTERM (doit or CI stopping us) gets the teardown Ctrl-C gets:
-    Python's default would end the process without running any `finally`."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        # Once: a second SIGTERM must not cut the teardown the first started.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _combine_logs(first: Path, second: Path) -> None:
@@ -305,52 +279,6 @@ class ClusterResults(list):
         return bool(self) and all(r.passed for r in self) and bool(self.namespace_removed)
 
 
-class Dnsmasq:
-    """dnsmasq in the foreground in a namespace, config from rootfs.dnsmasq."""
-
-    def __init__(self, conf: Path, state_dir: Path, namespace: NetNamespace,
-                 startup_timeout: float = 20.0):
-        self.conf, self.state_dir, self.namespace = Path(conf), Path(state_dir), namespace
-        self.log_path = self.state_dir / "dnsmasq.log"
-        self.startup_timeout = startup_timeout
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> "Dnsmasq":
-        dnsmasq = require_tool("dnsmasq", "dnsmasq-base")
-        check = subprocess.run([dnsmasq, "--test", f"--conf-file={self.conf}"],
-                               capture_output=True, text=True)
-        if check.returncode != 0:
-            raise UserError(f"dnsmasq rejects {self.conf}: {check.stderr.strip()}")
-        self.log_path.unlink(missing_ok=True)
-        argv = [dnsmasq, "--keep-in-foreground", f"--conf-file={self.conf}",
-                f"--pid-file={self.state_dir / 'dnsmasq.pid'}",
-                f"--dhcp-leasefile={self.state_dir / 'dnsmasq.leases'}",
-                f"--log-facility={self.log_path}", "--log-dhcp",
-                # It stays root: it lives alone in our namespace, and the
-                # TFTP tree may sit in a private (0700) test directory.
-                "--user=root"]
-        stderr_path = self.state_dir / "dnsmasq.stderr"
-        with open(stderr_path, "wb") as stderr:
-            self.proc = subprocess.Popen(self.namespace.argv(argv), stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=stderr,
-                                         start_new_session=True, preexec_fn=die_with_parent)
-        def serving_tftp() -> bool:
-            return self.log_path.is_file() and "TFTP root is" in self.log_path.read_text(errors="replace")
-        try:
-            wait_for_daemon(self.proc, "dnsmasq", serving_tftp, timeout=self.startup_timeout,
-                            logs=(stderr_path, self.log_path))
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-
-
 def default_state_dir(line_name: str) -> Path:
     """build/<line>/cluster-test: node root, TFTP tree, server state, logs."""
     return paths.line_dir(line_name) / "cluster-test"
@@ -507,25 +435,13 @@ def run_cluster_test(cluster: Cluster, kernels: dict, state_dir, *, nodes=None,
     cancel = threading.Event()
     threads: list[threading.Thread] = []
     facts: dict = {"state_dir": state_dir}
-    for name in remove_stale_namespaces():
-        say(f"removed namespace {name}, left behind by a run that was killed")
-    namespace = NetNamespace()
+    site = VirtualSite(cluster, state_dir, root=root, dnsmasq_conf=conf, say=say)
+    namespace = site.namespace
     try:
-        with ExitStack() as stack:
-            stack.enter_context(sigterm_as_interrupt())
-            stack.enter_context(namespace)
+        with site:
             facts["namespace"] = namespace.name
-            namespace.add_bridge(BRIDGE, f"{cluster.server}/{cluster.subnet.prefixlen}")
-            taps = [f"tap{i}" for i in range(len(selected))]
-            for tap in taps:
-                namespace.add_tap(tap, BRIDGE)
-            server = stack.enter_context(NfsServer(root, state_dir / "nfs",
-                                                   pseudo=cluster.nfs_root, namespace=namespace))
-            facts["nfs_ready_seconds"] = server.ready_seconds
-            stack.enter_context(Dnsmasq(conf, state_dir, namespace))
-            say(f"namespace {namespace.name}: {BRIDGE} {cluster.server}/"
-                f"{cluster.subnet.prefixlen}, NFS {cluster.server}:{cluster.nfs_root} "
-                f"(ready in {server.ready_seconds}s), dnsmasq DHCP+TFTP")
+            facts["nfs_ready_seconds"] = site.nfs_ready_seconds
+            taps = [site.add_tap() for _ in selected]
             try:
                 for index, (node, result, tap) in enumerate(zip(selected, results, taps)):
                     if index and cancel.wait(stagger):
@@ -547,7 +463,7 @@ def run_cluster_test(cluster: Cluster, kernels: dict, state_dir, *, nodes=None,
                     thread.join()
                 raise
     finally:
-        facts["namespace_removed"] = not namespace.exists()
+        facts["namespace_removed"] = bool(site.removed)
     for node, result in zip(selected, results):
         if result.kind == "not-started":
             continue

@@ -41,11 +41,10 @@ from common.errors import InfraError, UserError
 from common.records import jsonable
 from initrd.debroot import COUNT_SCRIPT, NODE_INIT, make_debian_root
 from initrd.nfsroot import make_nfsroot_initrd
-from qemu.cluster_run import BRIDGE, Dnsmasq, node_argv, sigterm_as_interrupt, validate_kernels
+from qemu.cluster_run import node_argv, validate_kernels
 from qemu.machine import cpu_models
-from qemu.netns import NetNamespace, remove_stale_namespaces
-from qemu.nfs import NfsServer
 from qemu.process import running
+from qemu.site import BRIDGE, VirtualSite
 from qemu.watcher import PASS, watch_stream
 from rootfs.cluster import Cluster
 from rootfs.dnsmasq import write_dnsmasq_conf
@@ -284,25 +283,16 @@ def run_migration(cluster: Cluster, kernels: dict, state_dir, *, total: int = TO
     tftp = write_tftp_tree(nodes_cluster, state_dir / "tftp", images, extra_append=node_append(cluster))
     conf = write_dnsmasq_conf(nodes_cluster, state_dir / "dnsmasq.conf", interface=BRIDGE, tftp_root=tftp)
 
-    for name in remove_stale_namespaces():
-        say(f"removed namespace {name}, left behind by a run that was killed")
-    namespace = NetNamespace()
     nodes: dict[str, NodeVm] = {}
+    site = VirtualSite(cluster, state_dir, root=root.path, dnsmasq_conf=conf, say=say, access="RO",
+                       extra_exports=[(writable, cluster_export_pseudo(cluster), "RW")])
     try:
-        with ExitStack() as stack:
-            stack.enter_context(sigterm_as_interrupt())
-            stack.enter_context(namespace)
-            namespace.add_bridge(BRIDGE, f"{cluster.server}/{cluster.subnet.prefixlen}")
-            stack.enter_context(NfsServer(root.path, state_dir / "nfs", pseudo=cluster.nfs_root,
-                                          namespace=namespace, access="RO",
-                                          extra_exports=[(writable, cluster_export_pseudo(cluster), "RW")]))
-            stack.enter_context(Dnsmasq(conf, state_dir, namespace))
+        with site, ExitStack() as stack:
             stack.callback(_stop_nodes, nodes)
-            for index, name in enumerate(chosen):
+            for name in chosen:
                 node = cluster.node(name)
-                tap = f"tap{index}"
-                namespace.add_tap(tap, BRIDGE)
-                nodes[name] = NodeVm(node_argv(namespace, cluster, node, tap), name, logs, state_dir)
+                tap = site.add_tap()
+                nodes[name] = NodeVm(node_argv(site.namespace, cluster, node, tap), name, logs, state_dir)
                 nodes[name].thread.start()
                 say(f"{name} ({node.variant_name} kernel, QEMU -cpu {cpu_models()[node.cpu].qemu_cpu}) "
                     f"started on {tap}")
@@ -315,7 +305,7 @@ def run_migration(cluster: Cluster, kernels: dict, state_dir, *, total: int = TO
     except (InfraError, UserError) as error:
         result.problems.append(str(error))
     finally:
-        result.namespace_removed = not namespace.exists()
+        result.namespace_removed = bool(site.removed)
     result.seconds = round(time.monotonic() - started, 1)
     paths.atomic_write_text(state_dir / "results.json", json.dumps(jsonable(result), indent=2) + "\n")
     say(f"{'passed' if result.passed else 'FAILED: ' + '; '.join(result.problems)} in {result.seconds} s; "

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from qemu.cluster_run import Dnsmasq
+from qemu.site import Dnsmasq
 from qemu.machine import machine_for
 from qemu.netns import NetNamespace
 from qemu.process import running
