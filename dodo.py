@@ -10,11 +10,12 @@ from doit.tools import config_changed
 from common import cli, paths
 from common.errors import LtspError
 from initrd import tasks as image_tasks
+from initrd.build import initrd_path
 from kernels import build, kconfig, matrix
 from kernels import tasks as kernel_tasks
 from kernels import seed, toolchain, tree
-from qemu import bootplan
-from qemu import tasks as lab_tasks
+from lab.boot import variant as variant_boots
+from lab import tasks as lab_tasks
 from release import tasks as release_tasks
 
 cli.install()
@@ -120,7 +121,7 @@ def task_initrd():
     """Build the node initrd of the line (ext2 for 2.4, cpio for 6.1) with its tiny init."""
     sources = sorted(paths.PROJECT_ROOT.glob("initrd/*.[ch]")) + sorted(paths.PROJECT_ROOT.glob("initrd/*.py"))
     return {"actions": [_run(image_tasks.build_initrd, LINE)], "file_dep": [str(p) for p in sources],
-            "targets": [str(image_tasks.initrd_path(LINE))]}
+            "targets": [str(initrd_path(LINE))]}
 
 
 def task_boot_test():
@@ -131,8 +132,8 @@ def task_boot_test():
             "basename": "boot-test",
             "name": variant.name,
             "actions": [_run(lab_tasks.boot_test_variant, LINE, variant)],
-            "file_dep": [str(build.out_dir(LINE, variant) / "bzImage"), str(image_tasks.initrd_path(LINE))],
-            "targets": [str(bootplan.boot_results_path(LINE, variant))],
+            "file_dep": [str(build.out_dir(LINE, variant) / "bzImage"), str(initrd_path(LINE))],
+            "targets": [str(variant_boots.boot_results_path(LINE, variant))],
             "doc": f"boot matrix of {variant.name}",
         }
     yield {

@@ -25,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from initrd.tasks import initrd_path  # noqa: E402
+from initrd.build import initrd_path  # noqa: E402
 from kernels import build, matrix  # noqa: E402
-from qemu.boot import BootCase, kernel_append, run_case, run_matrix  # noqa: E402
-from qemu.bootplan import boot_cases  # noqa: E402
+from lab.boot.qemu import BootCase, kernel_append, run_case, run_matrix  # noqa: E402
+from lab.boot.variant import boot_cases  # noqa: E402
 
 ROUTES = (("direct", None), ("pxe", "ipxe"), ("pxe", "rom"))
 

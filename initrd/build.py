@@ -15,12 +15,13 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from common import paths
 from common.errors import InfraError, UserError
 from common.paths import atomic_output, atomic_write_bytes
 from initrd.cpio import CpioEntry, newc_archive
 
 # The line the node init prints once it has reported everything; the console
-# watcher (qemu/watcher.py) passes a boot exactly when it sees this string.
+# watcher (lab/boot/watcher.py) passes a boot exactly when it sees this string.
 # init.c receives it with -DBOOT_MARKER, so there is one definition.
 BOOT_MARKER = "LTSP-MOSIX-BOOT-OK"
 
@@ -42,6 +43,16 @@ _GCC_FLAGS = [
     "-Wall", "-Werror",
 ]
 
+
+
+def initrd_dir(line) -> Path:
+    return paths.line_dir(line.name) / "initrd"
+
+
+def initrd_path(line) -> Path:
+    """Where a line's node initrd is built (the boot test, LAVA and the
+    release read it there)."""
+    return initrd_dir(line) / ("initrd.cpio" if line.initrd_format == "cpio" else "initrd.ext2")
 
 def _read_init(init_path: Path) -> bytes:
     init_path = Path(init_path)

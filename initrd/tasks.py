@@ -1,17 +1,8 @@
 """The image stage's task body: the node initrd of a line (doit initrd)."""
 from pathlib import Path
 
-from common import paths
 from common.hashing import sha256_file
-from initrd.build import compile_init, make_cpio_initrd, make_ext2_initrd
-
-
-def initrd_dir(line) -> Path:
-    return paths.line_dir(line.name) / "initrd"
-
-
-def initrd_path(line) -> Path:
-    return initrd_dir(line) / ("initrd.cpio" if line.initrd_format == "cpio" else "initrd.ext2")
+from initrd.build import compile_init, initrd_dir, initrd_path, make_cpio_initrd, make_ext2_initrd
 
 
 def build_initrd(line) -> Path:

@@ -45,7 +45,7 @@ class BootPlan:
     high_initrd_at_mb: int | None = None
     # The size at which the first boot NIC boots through the NIC's own PXE
     # ROM (the firmware a lab node runs); every other PXE boot starts iPXE as
-    # QEMU's kernel, without the ROM's waits (qemu.machine.FIRMWARES).
+    # QEMU's kernel, without the ROM's waits (lab.boot.machine.FIRMWARES).
     firmware_rom_at_mb: int | None = None
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from common.errors import UserError
 from common.hashing import sha256_file
 from kernels import build, invariants, kconfig, matrix, tree
-from qemu.bootplan import boot_results_path
-from qemu.lava import lab_results
+from lab.boot.variant import boot_results_path
+from lab.lava import lab_results
 
 
 def gate_refusals(line, variants, *, initrd: Path | None = None, hardware: bool = False) -> list[str]:

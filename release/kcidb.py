@@ -16,9 +16,9 @@ import kcidb_io
 
 from common import paths
 from kernels import build, matrix
-from qemu.boot import route
-from qemu.machine import arch_specs
-from qemu.bootplan import boot_results_path
+from lab.boot.qemu import route
+from lab.boot.machine import arch_specs
+from lab.boot.variant import boot_results_path
 
 ORIGIN = "ltsp_mosix"
 STATUS = {"pass": "PASS", "fail": "FAIL", "hang": "FAIL", "infra-error": "ERROR"}

@@ -14,9 +14,9 @@ from common import paths
 from common.errors import InfraError, UserError
 from common.hashing import sha256_file
 from kernels import build
-from qemu.boot import route
-from qemu.bootplan import boot_results_path
-from qemu.lava import lab_results
+from lab.boot.qemu import route
+from lab.boot.variant import boot_results_path
+from lab.lava import lab_results
 from release import package, repository
 from release.gates import gate_refusals, relocated_initrd
 from release.verify import MANIFEST, SIGNATURE, SUMS

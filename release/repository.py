@@ -14,7 +14,7 @@ from common.errors import UserError
 from common.paths import configs_dir
 from common.hashing import sha256_file
 from kernels import build, matrix
-from qemu.boot import kernel_append
+from lab.boot.qemu import kernel_append
 from release import aptrepo, debs
 from rootfs.layout import PackageLayout, package_settings
 from rootfs.ltsp23 import render_ipxe_dropin, script_name

@@ -5,7 +5,7 @@ from pathlib import Path
 from common import paths
 from common.errors import UserError
 from common.paths import configs_dir
-from initrd.tasks import initrd_path
+from initrd.build import initrd_path
 from release import kcidb, publish
 from release.verify import verify_release as verify_directory
 from rootfs import overlay

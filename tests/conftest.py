@@ -240,7 +240,7 @@ def new_path_appears(root: Path, pattern: str):
 def console_shows(logs: Path, needle: str):
     """A kill_when predicate: true once a console log written after the
     predicate was made holds `needle` (e.g. a kernel is booting in QEMU).
-    A boot's log is <name>.log.partial while QEMU runs (qemu/watcher.py)."""
+    A boot's log is <name>.log.partial while QEMU runs (lab/boot/watcher.py)."""
     import time
     made = time.time()
 

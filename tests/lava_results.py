@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from qemu.lava import MONITOR
+from lab.lava import MONITOR
 
 
 def server_results(job: dict, *, job_id: int, kernel_sha256: str | None = None,

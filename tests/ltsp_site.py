@@ -20,11 +20,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from qemu.site import Dnsmasq
-from qemu.machine import machine_for
-from qemu.netns import NetNamespace
-from qemu.process import running
-from qemu.watcher import watch_stream
+from lab.site.virtual import Dnsmasq
+from lab.boot.machine import machine_for
+from lab.site.netns import NetNamespace
+from lab.spawn import running
+from lab.boot.watcher import watch_stream
 
 LTSP_DNSMASQ_TEMPLATE = Path("/usr/share/ltsp/server/dnsmasq/ltsp-dnsmasq.conf")
 SERVER_IP = "192.168.67.1"        # LTSP's own subnet (ltsp-dnsmasq.conf's dhcp-range)

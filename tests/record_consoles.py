@@ -16,7 +16,7 @@ command that builds it):
         test archive (../shared/sources/, sha256 checked) into
         build/record-consoles/, as tests/e2e/test_linux24.py's fixture does.
 
-Each case is one real QEMU boot through qemu.boot.boot_once; the console
+Each case is one real QEMU boot through lab.boot.qemu.boot_once; the console
 log it writes is the fixture, byte for byte.  Logs that no kernel of ours
 can produce on demand (an Oops, a BUG, a GPF, a CPU mismatch, QEMU dying)
 stay hand-written and are not listed in RECORDED.toml."""
@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from common.hashing import sha256_file  # noqa: E402
 from kernels import matrix  # noqa: E402
 from kernels.unpack import safe_extract  # noqa: E402
-from qemu.boot import boot_once  # noqa: E402
+from lab.boot.qemu import boot_once  # noqa: E402
 from rootfs.pxetree import PxeNode, make_tftp_tree  # noqa: E402
 from tests.conftest import VANILLA_24, VANILLA_24_SHA256, shared_sources_dir  # noqa: E402
 

@@ -6,7 +6,7 @@ import kcidb_io
 import pytest
 
 from kernels import build, matrix
-from qemu.bootplan import boot_results_path
+from lab.boot.variant import boot_results_path
 from release import kcidb
 
 

@@ -11,11 +11,11 @@ import yaml
 
 from common.errors import InfraError, UserError
 from common.hashing import sha256_file
-from initrd.tasks import initrd_path
+from initrd.build import initrd_path
 from kernels import build, matrix
-from qemu import lava
-from qemu.patterns import classify_line
-from qemu.watcher import BOOT_MARKER
+from lab import lava
+from lab.boot.patterns import classify_line
+from lab.boot.watcher import BOOT_MARKER
 from tests.conftest import FIXTURES
 from tests.lava_results import server_results, write_server_results
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from kernels import matrix
-from qemu import lava
+from lab import lava
 from tests.conftest import DOIT, ROOT
 from tests.test_lava import imported
 

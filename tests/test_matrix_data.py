@@ -7,8 +7,8 @@ import pytest
 
 from common.errors import UserError
 from kernels import matrix
-from qemu.bootplan import boot_cases
-from qemu.machine import machine_for
+from lab.boot.variant import boot_cases
+from lab.boot.machine import machine_for
 from release.package import kernel_package_name
 from rootfs.cluster import load_cluster, profiles_for_card
 from tests.conftest import run_doit
@@ -102,7 +102,7 @@ def test_a_card_that_is_not_a_table_is_named(isolated):
 # -- facts that were code: each new value is data only ------------------------------------
 
 def test_a_new_initrd_format_command_line_needs_no_python(isolated):
-    from qemu.boot import kernel_append
+    from lab.boot.qemu import kernel_append
     configs = isolated / "configs"
     formats = configs / "initrd-formats.toml"
     formats.write_text(formats.read_text() + '\n[squashfs]\nappend = "console=ttyS0 root=/dev/ram0 rootfstype=squashfs"\n')

@@ -9,10 +9,10 @@ import subprocess
 import pytest
 
 from common.errors import UserError
-from initrd import debroot
+from initrd import nfsroot_debian
 from kernels import matrix
-from qemu.migrate import judge_history, run_migration
-from qemu.nfs import render_ganesha_conf
+from lab.migrate import judge_history, run_migration
+from lab.site.nfs import render_ganesha_conf
 from rootfs.cluster import load_cluster
 from tests.conftest import ROOT
 
@@ -87,34 +87,34 @@ def test_the_node_root_export_is_read_only_beside_a_writable_one(tmp_path):
 
 
 def test_the_node_root_is_debians_packages_with_their_libraries(tmp_path):
-    root = debroot.make_debian_root(tmp_path / "root")
-    for path in ("usr/sbin/criu", "usr/bin/perl", "usr/bin/dash", "usr/bin/mount", debroot.NODE_INIT.lstrip("/"),
-                 debroot.COUNT_SCRIPT.lstrip("/"), "usr/lib/x86_64-linux-gnu/libprotobuf-c.so.1",
+    root = nfsroot_debian.make_debian_root(tmp_path / "root")
+    for path in ("usr/sbin/criu", "usr/bin/perl", "usr/bin/dash", "usr/bin/mount", nfsroot_debian.NODE_INIT.lstrip("/"),
+                 nfsroot_debian.COUNT_SCRIPT.lstrip("/"), "usr/lib/x86_64-linux-gnu/libprotobuf-c.so.1",
                  "usr/lib/x86_64-linux-gnu/perl-base/POSIX.pm", "lib64/ld-linux-x86-64.so.2"):
         assert (root.path / path).exists(), path
     assert os.readlink(root.path / "bin") == "usr/bin"
-    manifest = json.loads((root.path / debroot.MANIFEST).read_text())
+    manifest = json.loads((root.path / nfsroot_debian.MANIFEST).read_text())
     installed = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "criu"], capture_output=True,
                                text=True).stdout
     assert manifest["packages"]["criu"] == installed and "libc6" in manifest["packages"]
     assert manifest["digest"] == root.digest
     assert {(root.path / "usr/bin/perl").stat().st_mtime} == {1670792400}
     # the root's own perl runs the seed's loop (chroot: only the root's files)
-    run = subprocess.run(["/usr/sbin/chroot", str(root.path), "/usr/bin/perl", debroot.COUNT_SCRIPT, "/tmp", "10", "5"],
+    run = subprocess.run(["/usr/sbin/chroot", str(root.path), "/usr/bin/perl", nfsroot_debian.COUNT_SCRIPT, "/tmp", "10", "5"],
                          capture_output=True, text=True, env={"PATH": "/usr/bin", "LC_ALL": "C"})
     assert run.returncode == 0, run.stderr
     rows = [line.split()[:2] for line in (root.path / "tmp" / "history").read_text().splitlines()]
     assert rows == [["start", "0"], ["count", "5"], ["count", "10"], ["done", "10"]]
     for name in ("history", "progress"):
         (root.path / "tmp" / name).unlink()
-    again = debroot.make_debian_root(tmp_path / "root")
+    again = nfsroot_debian.make_debian_root(tmp_path / "root")
     assert again.digest == root.digest, "the same installed packages give the same root"
 
 
 def test_a_missing_package_names_it(tmp_path):
-    spec = debroot.RootSpec(("criu", "no-such-package-here"), 1670792400)
+    spec = nfsroot_debian.RootSpec(("criu", "no-such-package-here"), 1670792400)
     with pytest.raises(Exception, match="no-such-package-here is not installed.*apt-get install no-such-package-here"):
-        debroot.make_debian_root(tmp_path / "root", spec)
+        nfsroot_debian.make_debian_root(tmp_path / "root", spec)
     assert not (tmp_path / "root").exists()
 
 
@@ -143,11 +143,11 @@ def test_a_restart_another_process_or_no_finish_is_not_a_migration(rows, wanted)
 
 
 def test_the_node_init_and_the_count_script_are_clean():
-    init = debroot.NODE_FILES / "ltsp-mosix-node"
+    init = nfsroot_debian.NODE_FILES / "ltsp-mosix-node"
     for checker in (["sh", "-n"], ["dash", "-n"], ["shellcheck", "-s", "sh"]):
         run = subprocess.run([*checker, str(init)], capture_output=True, text=True)
         assert run.returncode == 0, (checker, run.stdout, run.stderr)
-    run = subprocess.run(["perl", "-c", str(debroot.NODE_FILES / "count.pl")], capture_output=True, text=True)
+    run = subprocess.run(["perl", "-c", str(nfsroot_debian.NODE_FILES / "count.pl")], capture_output=True, text=True)
     assert run.returncode == 0 and "syntax OK" in run.stderr
 
 

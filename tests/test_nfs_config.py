@@ -1,6 +1,6 @@
-"""The NFS server's configuration and tool checks (qemu/nfs.py), the NFS
+"""The NFS server's configuration and tool checks (lab/site/nfs.py), the NFS
 node root and its init (initrd/nfsroot.py, initrd/nfsinit.c), and what the
-NFS-root runners refuse before starting anything (qemu/cluster_run.py).
+NFS-root runners refuse before starting anything (lab/cluster.py).
 No daemon is started here: tests/e2e/test_nfsroot.py and test_cluster.py
 do the real thing."""
 import os
@@ -15,8 +15,9 @@ from common.errors import InfraError, UserError
 from initrd import nfsroot
 from initrd.build import BOOT_MARKER
 from initrd.cpio import newc_archive
-from qemu import cluster_run, netns, nfs
-from qemu.nfs import NfsServer, find_tools, render_ganesha_conf
+from lab import cluster as cluster_run
+from lab.site import netns, nfs
+from lab.site.nfs import NfsServer, find_tools, render_ganesha_conf
 from rootfs.cluster import load_cluster
 
 

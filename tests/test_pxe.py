@@ -4,8 +4,8 @@ import struct
 import pytest
 
 from common.errors import InfraError, UserError
-from qemu.hostile import INITRD_ADDR_MAX_OFFSET, make_hostile_bzimage, read_initrd_addr_max
-from qemu.patterns import classify_line
+from lab.boot.hostile import INITRD_ADDR_MAX_OFFSET, make_hostile_bzimage, read_initrd_addr_max
+from lab.boot.patterns import classify_line
 from rootfs import pxetree as pxe
 from rootfs.pxetree import PxeNode, make_tftp_tree
 

@@ -9,9 +9,9 @@ import pytest
 
 from common.errors import InfraError, UserError
 from common.mac import normalise_mac
-from qemu import machine as machine_module
-from qemu.boot import BootCase, boot_once, run_matrix
-from qemu.machine import (IPXE_LKRN, IPXE_USER_NET_SCRIPT, boot_nic_for, cpu_models, kernel_only_nics,
+from lab.boot import machine as machine_module
+from lab.boot.qemu import BootCase, boot_once, run_matrix
+from lab.boot.machine import (IPXE_LKRN, IPXE_USER_NET_SCRIPT, boot_nic_for, cpu_models, kernel_only_nics,
                           machine_for, nic_models)
 
 MAC = "52:54:00:aa:bb:01"

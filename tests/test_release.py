@@ -14,10 +14,10 @@ import yaml
 
 from common.errors import UserError, VerificationError
 from common.hashing import sha256_file
-from initrd.tasks import initrd_path
+from initrd.build import initrd_path
 from kernels import build, kconfig, matrix
-from qemu import lava
-from qemu.bootplan import boot_results_path
+from lab import lava
+from lab.boot.variant import boot_results_path
 from release import publish
 from release.gates import gate_refusals
 from release.verify import _check_kernel_in_deb, verify_release

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from qemu.boot import BootResult, progress_line
-from qemu.report import format_table, junit_xml, markdown, write_reports
+from lab.boot.qemu import BootResult, progress_line
+from lab.boot.report import format_table, junit_xml, markdown, write_reports
 
 
 def _result(variant, nic, mem, verdict, seconds, kind=None, line=None, log_dir=Path("/r/logs"),
@@ -119,7 +119,7 @@ def test_html_report_has_the_coloured_matrix_every_boot_and_the_kernels(results,
     log link, one row per kernel with its sha256s."""
     from html.parser import HTMLParser
 
-    from qemu.report import html
+    from lab.boot.report import html
 
     kernels = [{"line": "linux-6.1", "variant": "pentium", "kernel_sha256": "ab" * 32,
                 "config_sha256": "cd" * 32, "initrd_sha256": "ef" * 32}]
@@ -200,7 +200,7 @@ def hostile(tmp_path):
 
 
 def test_html_links_only_logs_inside_the_report_folder(hostile):
-    from qemu.report import NOT_LINKED, html
+    from lab.boot.report import NOT_LINKED, html
 
     report, results = hostile
     hrefs, notes = _links(html(results, report))
@@ -214,7 +214,7 @@ def test_html_links_only_logs_inside_the_report_folder(hostile):
 
 
 def test_html_escapes_record_text_and_console_lines(hostile):
-    from qemu.report import html
+    from lab.boot.report import html
 
     report, results = hostile
     page = html(results, report)
@@ -225,7 +225,7 @@ def test_html_escapes_record_text_and_console_lines(hostile):
 
 
 def test_markdown_escapes_html_and_links_only_inside_the_folder(hostile):
-    from qemu.report import NOT_LINKED
+    from lab.boot.report import NOT_LINKED
 
     report, results = hostile
     text = markdown(results, report)
@@ -244,7 +244,7 @@ def test_markdown_escapes_html_and_links_only_inside_the_folder(hostile):
 
 def test_a_log_reached_through_a_link_out_of_the_folder_is_not_linked(tmp_path):
     """A logs/ that is a symlink to another folder resolves outside the report."""
-    from qemu.report import NOT_LINKED
+    from lab.boot.report import NOT_LINKED
 
     report, elsewhere = tmp_path / "report", tmp_path / "elsewhere"
     report.mkdir()
@@ -260,11 +260,11 @@ def test_doit_boot_report_on_a_hostile_results_file_escapes_and_confines(isolate
     report.html links no log outside its folder, report.md holds no raw HTML."""
     from common.records import jsonable
     from kernels import matrix
-    from qemu import bootplan
+    from lab.boot import variant as variant_boots
     from tests.conftest import run_doit
     line = matrix.load_line("linux-6.1")
     variant = line.variant("pentium")
-    boot = bootplan.boot_dir(line, variant)
+    boot = variant_boots.boot_dir(line, variant)
     results = [_result("pentium", "e1000", 512, "fail", 1.0, "panic", HOSTILE_LINES[n % len(HOSTILE_LINES)],
                        notes=[HOSTILE_LINES[(n + 1) % len(HOSTILE_LINES)]]) for n in range(3)]
     for result, log in zip(results, ["../../../../../etc/passwd", "javascript:alert(4)", str(boot / "logs/ok.log")]):
@@ -273,7 +273,7 @@ def test_doit_boot_report_on_a_hostile_results_file_escapes_and_confines(isolate
     (boot / "logs/ok.log").write_text("LTSP-MOSIX-BOOT-OK\n")
     record = {"line": line.name, "variant": variant.name, "kernel_sha256": "0" * 64, "initrd_sha256": "0" * 64,
               "boots": jsonable(results)}
-    bootplan.boot_results_path(line, variant).write_text(json.dumps(record))
+    variant_boots.boot_results_path(line, variant).write_text(json.dumps(record))
     run_doit("line=linux-6.1", "-s", "boot-test:report", env=dict(os.environ))
     folder = boot.parent
     page = (folder / "report.html").read_text()

@@ -134,7 +134,7 @@ def test_missing_program_is_an_infra_error(tmp_path):
 def test_daemon_that_exits_before_ready_names_status_and_log(tmp_path):
     import subprocess
 
-    from qemu.process import wait_for_daemon
+    from lab.spawn import wait_for_daemon
     log = tmp_path / "daemon.log"
     with log.open("w") as out:
         proc = subprocess.Popen(["sh", "-c", "echo 'cannot bind port 2049' >&2; exit 3"], stderr=out)
@@ -145,7 +145,7 @@ def test_daemon_that_exits_before_ready_names_status_and_log(tmp_path):
 def test_daemon_not_ready_in_time_is_an_infra_error(tmp_path):
     import subprocess
 
-    from qemu.process import stop_process, wait_for_daemon
+    from lab.spawn import stop_process, wait_for_daemon
     proc = subprocess.Popen(["sleep", "30"])
     try:
         with pytest.raises(InfraError, match="dnsmasq was not ready within 0 s"):

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from initrd.build import BOOT_MARKER
-from qemu import watcher
-from qemu.facts import parse_boot_facts
-from qemu.patterns import FAILURE_PATTERNS, classify_line
-from qemu.watcher import replay, watch_stream
+from lab.boot import watcher
+from lab.boot.facts import parse_boot_facts
+from lab.boot.patterns import FAILURE_PATTERNS, classify_line
+from lab.boot.watcher import replay, watch_stream
 
 CONSOLES = Path(__file__).parent / "fixtures" / "consoles"
 
@@ -134,7 +134,7 @@ def test_facts_from_a_good_2_4_boot():
 def test_an_smp_kernel_on_one_cpu_is_failed_by_the_cpu_count(name):
     """Recorded: an SMP kernel on a one-CPU machine reaches its marker; the
     boot test fails it because the variant's machine has two CPUs."""
-    from qemu.boot import BootResult, _judge_cpus
+    from lab.boot.qemu import BootResult, _judge_cpus
     watch = _watch(CONSOLES / name)
     facts = parse_boot_facts(watch.transcript)
     assert " SMP " in facts.kernel and facts.cpus == 1
@@ -170,7 +170,7 @@ def test_facts_from_a_recorded_hostile_6_1_boot():
 
 def test_facts_and_relocation_from_the_2_4_relocation_line():
     """2.4 prints no RAMDISK line: patch 0014's message names both ends."""
-    from qemu.boot import relocation
+    from lab.boot.qemu import relocation
     facts = parse_boot_facts("initrd relocated from 0xbfee0000 to 0x0402b000 (1048576 bytes)\n")
     assert (facts.initrd_start, facts.initrd_moved_to) == (0xBFEE0000, 0x0402B000)
     assert relocation(facts.initrd_start, facts.initrd_moved_to) == "0xbfee0000 -> 0x402b000"
@@ -220,7 +220,7 @@ def test_watcher_uses_the_initrd_marker():
 def test_marker_split_across_poll_slices_is_still_seen():
     """With a cancel event the watcher expects in short slices; text that
     arrives in pieces across slices must still match."""
-    from qemu.process import running
+    from lab.spawn import running
     script = 'printf "ltsp-mosix: interfaces: lo eth0\\nLTSP-MOSIX-"; sleep 1.2; printf "BOOT-OK\\n"'
     with running(["sh", "-c", script]) as (child, started):
         watch = watch_stream(child, timeout=10, started_at=started, cancel=threading.Event(),

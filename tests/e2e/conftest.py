@@ -1,7 +1,7 @@
 """Fixtures shared by the e2e tests."""
 import pytest
 
-from qemu.netns import NamespaceUnavailable, NetNamespace
+from lab.site.netns import NamespaceUnavailable, NetNamespace
 from tests.conftest import project_env, run_doit
 
 

@@ -9,10 +9,10 @@ import pytest
 
 from initrd.build import compile_init, make_cpio_initrd
 from kernels import matrix
-from qemu import boot as boot_module
-from qemu.boot import BootCase, boot_once, run_matrix
-from qemu.hostile import make_hostile_bzimage, read_initrd_addr_max
-from qemu.report import write_reports
+from lab.boot import qemu as boot_module
+from lab.boot.qemu import BootCase, boot_once, run_matrix
+from lab.boot.hostile import make_hostile_bzimage, read_initrd_addr_max
+from lab.boot.report import write_reports
 from rootfs.pxetree import PxeNode, make_tftp_tree
 from tests.conftest import qemu_processes
 

@@ -88,7 +88,7 @@ def test_html_report_renders_in_a_real_browser(kernels):
     from urllib.parse import unquote, urlparse
 
     from kernels import matrix
-    from qemu.tasks import write_line_report
+    from lab.tasks import write_line_report
     kernels("linux-6.1", "pentium")
     boots_dir = boot_dir()
     run_doit("boot-test:pentium", env=project_env())         # a no-op after the matrix test

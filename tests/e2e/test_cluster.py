@@ -2,7 +2,7 @@
 configs/cluster-qemu.toml (pentium, athlon and p4, three different kernels
 from the run's cache, on three different cards) and their server on one
 virtual network, inside a network namespace the run creates and removes
-(qemu/cluster_run.py).
+(lab/cluster.py).
 
 Each node PXE-boots its own kernel (pxelinux.cfg/01-<mac>) from dnsmasq,
 mounts its root over NFS from ganesha, reports its address and sends ICMP
@@ -14,7 +14,7 @@ import json
 import pytest
 
 from common.paths import configs_dir
-from qemu.netns import namespace_exists
+from lab.site.netns import namespace_exists
 from rootfs.cluster import load_cluster
 from tests.conftest import project_env, run_doit, session_build_dir
 from tests.e2e.test_nfsroot import leftover_processes

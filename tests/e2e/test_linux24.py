@@ -26,9 +26,9 @@ from common import paths
 from common.hashing import sha256_file
 from initrd.build import compile_init, make_ext2_initrd
 from kernels import matrix, tree
-from qemu.boot import boot_once
-from qemu.cluster_run import boot_nfsroot
-from qemu.hostile import LOWMEM_END, make_hostile_bzimage, read_initrd_addr_max
+from lab.boot.qemu import boot_once
+from lab.cluster import boot_nfsroot
+from lab.boot.hostile import LOWMEM_END, make_hostile_bzimage, read_initrd_addr_max
 from release.gates import gate_refusals
 from tests.aptroot import AptRoot
 from tests.conftest import (ROOT, VANILLA_24, VANILLA_24_SHA256, console_shows, interrupt_doit, new_path_appears,

@@ -1,6 +1,6 @@
 """The x86-64 line for real: its kernels built and PXE-boot-tested, and a
 process migrating between two netbooted nodes (`doit migrate-test`,
-qemu/migrate.py): node01 counts with the seed's perl loop, CRIU dumps it
+lab/migrate.py): node01 counts with the seed's perl loop, CRIU dumps it
 into the shared folder, node02 restores it and finishes the count; node03's
 CPU lacks node01's features and CRIU there refuses the restore."""
 import json
@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from qemu.netns import NAME_PREFIX, NETNS_DIR
+from lab.site.netns import NAME_PREFIX, NETNS_DIR
 from tests.conftest import (ROOT, interrupt_doit, project_env, qemu_processes, run_doit, session_build_dir,
                             settled)
 from tests.e2e.test_nfsroot import leftover_processes

@@ -1,5 +1,5 @@
 """A real Linux 6.1 node booting with its root on NFS from the project's own
-nfs-ganesha + rpcbind (qemu/nfs.py), under QEMU on user networking.
+nfs-ganesha + rpcbind (lab/site/nfs.py), under QEMU on user networking.
 
 Server and QEMU run in a network namespace the test creates (so QEMU's
 10.0.2.2 is that namespace's loopback and nothing else); the node's init
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from initrd.nfsroot import booted_file, parse_booted
-from qemu.cluster_run import boot_nfsroot
-from qemu.netns import namespace_exists
+from lab.cluster import boot_nfsroot
+from lab.site.netns import namespace_exists
 
 pytestmark = pytest.mark.e2e
 

@@ -3,7 +3,7 @@ node init prints (initrd/init.c) and where the kernel says its initrd was."""
 import re
 from dataclasses import dataclass, field
 
-from qemu.watcher import clean_line
+from lab.boot.watcher import clean_line
 
 INIT_PREFIX = "ltsp-mosix: "
 

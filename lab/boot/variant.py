@@ -8,10 +8,10 @@ from pathlib import Path
 from common import paths
 from common.hashing import sha256_file
 from common.records import jsonable
-from initrd.tasks import initrd_path
+from initrd.build import initrd_path
 from kernels import build, matrix
-from qemu.boot import BootCase, BootResult, kernel_append, run_matrix
-from qemu.report import format_table, write_reports
+from lab.boot.qemu import BootCase, BootResult, kernel_append, run_matrix
+from lab.boot.report import format_table, write_reports
 
 
 def boot_dir(line, variant) -> Path:

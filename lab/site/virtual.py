@@ -21,9 +21,9 @@ from pathlib import Path
 
 from common.errors import UserError
 from common.procs import die_with_parent
-from qemu.netns import NetNamespace, remove_stale_namespaces, require_tool
-from qemu.nfs import NfsServer
-from qemu.process import stop_process, wait_for_daemon
+from lab.site.netns import NetNamespace, remove_stale_namespaces, require_tool
+from lab.site.nfs import NfsServer
+from lab.spawn import stop_process, wait_for_daemon
 
 BRIDGE = "br0"
 

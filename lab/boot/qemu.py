@@ -13,11 +13,11 @@ from pathlib import Path
 from common.errors import UserError
 from common.mac import DEFAULT_MAC, normalise_mac
 from kernels import matrix
-from qemu.facts import parse_boot_facts
-from qemu.hostile import LOWMEM_END, make_hostile_bzimage, read_initrd_addr_max
-from qemu.machine import QemuMachine, boot_nic_for, check_firmware, kernel_only_nics, machine_for
-from qemu.process import running
-from qemu.watcher import FAIL, HANG, INFRA_ERROR, INFRA_KINDS, PASS, watch_stream
+from lab.boot.facts import parse_boot_facts
+from lab.boot.hostile import LOWMEM_END, make_hostile_bzimage, read_initrd_addr_max
+from lab.boot.machine import QemuMachine, boot_nic_for, check_firmware, kernel_only_nics, machine_for
+from lab.spawn import running
+from lab.boot.watcher import FAIL, HANG, INFRA_ERROR, INFRA_KINDS, PASS, watch_stream
 from rootfs.pxetree import PxeNode, make_tftp_tree
 
 # Kernel command lines for our two initrd formats.  panic=1 turns a panic
@@ -51,10 +51,10 @@ class BootCase:
     timeout: float = DEFAULT_TIMEOUT
     mac: str = DEFAULT_MAC
     # Boot a copy of the kernel whose header lets the loader put the initrd
-    # anywhere (qemu/hostile.py): a pass then requires that the initrd was
+    # anywhere (lab/boot/hostile.py): a pass then requires that the initrd was
     # placed above low memory and the kernel copied it below.
     high_initrd: bool = False
-    # PXE only: the firmware that fetches pxelinux.0 (qemu.machine.FIRMWARES)
+    # PXE only: the firmware that fetches pxelinux.0 (lab.boot.machine.FIRMWARES)
     firmware: str = "ipxe"
 
     @property
@@ -93,7 +93,7 @@ class BootResult:
     path: str
     verdict: str                 # "pass" | "fail" | "hang"
     seconds: float | None        # QEMU start -> marker (or -> verdict)
-    kind: str | None             # failure kind (qemu/patterns.py), None on pass
+    kind: str | None             # failure kind (lab/boot/patterns.py), None on pass
     console_line: str | None     # the line that decided the verdict
     log_path: Path
     interfaces: list[str] = field(default_factory=list)
@@ -114,7 +114,7 @@ class BootResult:
     # earlier tries of this boot (verdict, kind, line, seconds, log), when an
     # infrastructure-shaped failure was retried (run_case)
     tries: list[dict] = field(default_factory=list)
-    firmware: str | None = None      # PXE firmware (qemu.machine.FIRMWARES); None: direct
+    firmware: str | None = None      # PXE firmware (lab.boot.machine.FIRMWARES); None: direct
 
     @property
     def route(self) -> str:
@@ -224,7 +224,7 @@ def boot_once(kernel, initrd, *, cpu: str, nic: str, mem_mb: int, path: str = "p
     entry for mac decides what boots and kernel/initrd only label the boot.
     high_initrd boots a copy of the kernel with initrd_addr_max raised and
     passes only when the console shows the initrd relocated below low memory.
-    firmware picks what fetches pxelinux.0 (qemu.machine.FIRMWARES).
+    firmware picks what fetches pxelinux.0 (lab.boot.machine.FIRMWARES).
     QEMU is killed and reaped whatever happens."""
     _check_boot_path(path, tftp_root, mac)
     if append is None:

@@ -54,7 +54,7 @@ def cpu_models() -> dict[str, CpuModel]:
 @dataclass(frozen=True)
 class NicModel:
     name: str           # QEMU -device name
-    drivers: str        # the kernel drivers that bind to it
+    note: str           # which kernel drivers bind to it (configs/cards.toml)
     pxe_rom: str        # the iPXE ROM QEMU loads for it (Debian ipxe-qemu)
 
 

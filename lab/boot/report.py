@@ -1,5 +1,5 @@
 """Reports of a boot matrix: the terminal table, JUnit XML for CI, a
-Markdown page and an HTML page (jinja2, qemu/templates/) linking every
+Markdown page and an HTML page (jinja2, lab/boot/templates/) linking every
 console log.  Files are written atomically.
 
 A boot record is input (results.json can be edited or come from elsewhere),
@@ -16,8 +16,8 @@ from pathlib import Path
 import jinja2
 
 from common.paths import atomic_write_text
-from qemu.boot import BootResult
-from qemu.watcher import INFRA_ERROR
+from lab.boot.qemu import BootResult
+from lab.boot.watcher import INFRA_ERROR
 
 SUITE_NAME = "ltsp-mosix boot matrix"
 
@@ -94,7 +94,7 @@ def junit_xml(results: list[BootResult]) -> str:
     """One <testsuite> per line (its name whole: a dot in "linux-6.1" must
     not become a package separator), one testcase per boot: classname = the
     variant, name = NIC, memory and path.  A kernel/test failure (fail or
-    hang) is a <failure>, an infrastructure failure (qemu.watcher.INFRA_KINDS)
+    hang) is a <failure>, an infrastructure failure (lab.boot.watcher.INFRA_KINDS)
     an <error>; message = kind + console line; system-out = the log path."""
     root = ET.Element("testsuites", name=SUITE_NAME)
     for line in sorted({r.line for r in results}):
@@ -158,7 +158,7 @@ def markdown(results: list[BootResult], report_dir: Path, title: str = SUITE_NAM
     return "\n".join(out) + "\n"
 
 
-_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("qemu", "templates"),
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("lab.boot", "templates"),
                                 autoescape=jinja2.select_autoescape(["html", "j2"]),
                                 undefined=jinja2.StrictUndefined)
 

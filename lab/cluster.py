@@ -11,12 +11,12 @@ server side agrees: the file the node wrote is in the export with the
 node's kernel release and address, and (cluster) every node got ICMP echo
 replies from every other node.
 
-Cluster run: the virtual site (qemu/site.py: a namespace with the server's
+Cluster run: the virtual site (lab/site/virtual.py: a namespace with the server's
 bridge, NFS and dnsmasq on the config rootfs.dnsmasq generates, TFTP from
 the tree rootfs.tftp.write_tftp_tree writes: pxelinux.cfg/01-<mac> per
 node, each with its own kernel variant) and one QEMU per node on a tap of
 its own, started one after another and running together; the QEMUs are
-killed and reaped by qemu.process.running, also when a watch is cancelled,
+killed and reaped by lab.spawn.running, also when a watch is cancelled,
 before the site comes down."""
 import dataclasses
 import json
@@ -35,13 +35,13 @@ from common.records import jsonable
 from initrd.nfsroot import (booted_file, compile_nfsinit, done_file, make_nfsroot_initrd, make_node_root,
                             parse_booted, parse_done)
 from kernels import matrix
-from qemu.facts import parse_boot_facts
-from qemu.machine import IPXE_DHCP_SCRIPT, IPXE_USER_NET_SCRIPT, USER_NET_HOST, machine_for, nic_models
-from qemu.netns import NetNamespace
-from qemu.nfs import NfsServer
-from qemu.process import running
-from qemu.site import BRIDGE, VirtualSite, sigterm_as_interrupt
-from qemu.watcher import FAIL, PASS, clean_line, watch_stream
+from lab.boot.facts import parse_boot_facts
+from lab.boot.machine import IPXE_DHCP_SCRIPT, IPXE_USER_NET_SCRIPT, USER_NET_HOST, machine_for, nic_models
+from lab.site.netns import NetNamespace
+from lab.site.nfs import NfsServer
+from lab.spawn import running
+from lab.site.virtual import BRIDGE, VirtualSite, sigterm_as_interrupt
+from lab.boot.watcher import FAIL, PASS, clean_line, watch_stream
 from rootfs.cluster import Cluster
 from rootfs.dnsmasq import write_dnsmasq_conf
 from rootfs.pxetree import PxeNode, make_tftp_tree
@@ -171,7 +171,7 @@ def boot_nfsroot(kernel, state_dir, *, path: str = "direct", cpu: str = "pentium
     own: QEMU's user network then reaches only that namespace's loopback
     (10.0.2.2 -> 127.0.0.1 there), not the host's network.  isolate=False
     serves from the host (reusing a running rpcbind).  firmware: what fetches
-    pxelinux.0 on path="pxe" (qemu.machine.FIRMWARES)."""
+    pxelinux.0 on path="pxe" (lab.boot.machine.FIRMWARES)."""
     if path not in ("direct", "pxe"):
         raise UserError(f"unknown boot path {path!r}: valid are direct, pxe")
     if not _HOSTNAME.match(hostname):
@@ -324,7 +324,7 @@ def node_argv(namespace: NetNamespace, cluster: Cluster, node, tap: str) -> list
     machine = machine_for(cpu=node.cpu, nic=node.nic, mem_mb=node.memory_mb,
                           mac=node.mac, name=f"ltsp-mosix-{cluster.name}-{node.name}")
     # iPXE as QEMU's kernel asks dnsmasq for its address and loader, as the
-    # NIC's ROM would, without the ROM's banner wait (qemu.machine.FIRMWARES).
+    # NIC's ROM would, without the ROM's banner wait (lab.boot.machine.FIRMWARES).
     romfile, start = machine.firmware_args(CLUSTER_FIRMWARE, IPXE_DHCP_SCRIPT)
     return namespace.argv([
         machine.qemu_path(), *machine.common_args("pxe"),

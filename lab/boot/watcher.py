@@ -1,7 +1,7 @@
 """Watch a serial console until the boot marker, a fatal pattern, the end of
 the stream or a timeout, and say pass / fail / hang.
 
-The watcher reads any pexpect spawn: a live QEMU (qemu/process.py) or a
+The watcher reads any pexpect spawn: a live QEMU (lab/spawn.py) or a
 recorded log replayed with `replay(log)`, so tests exercise the same code
 path as real boots.
 
@@ -10,7 +10,7 @@ Decisions:
             marker ENDS the watch: anything printed after it (the node is
             already rebooting) cannot change the verdict; it is still
             drained into the log for people to read.
-  * fail  = a fatal pattern (kind = its row in qemu/patterns.py, line = the
+  * fail  = a fatal pattern (kind = its row in lab/boot/patterns.py, line = the
             whole console line), or the stream ended without the marker
             (kind "qemu-exited": e.g. a triple fault under -no-reboot).
   * hang  = neither within `timeout` seconds (kind "timeout"; line = the last
@@ -27,8 +27,8 @@ import pexpect
 
 from common.errors import UserError
 from initrd.build import BOOT_MARKER
-from qemu.patterns import FAILURE_PATTERNS, FailurePattern, classify_line
-from qemu.process import running
+from lab.boot.patterns import FAILURE_PATTERNS, FailurePattern, classify_line
+from lab.spawn import running
 
 __all__ = ["Watch", "watch_stream", "replay", "clean_line",
            "FAILURE_PATTERNS", "FailurePattern", "BOOT_MARKER"]

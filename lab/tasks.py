@@ -7,15 +7,16 @@ from pathlib import Path
 from common import paths
 from common.errors import InfraError, KernelFailure, UserError
 from common.paths import configs_dir
-from qemu import bootplan, lava, migrate
-from qemu.cluster_run import default_state_dir, node_line, run_cluster_test
-from qemu.report import format_table, write_reports
+from lab import lava, migrate
+from lab.boot import variant as variant_boots
+from lab.cluster import default_state_dir, node_line, run_cluster_test
+from lab.boot.report import format_table, write_reports
 from rootfs.cluster import load_cluster
 from rootfs.tftp import built_kernels
 
 
 def boot_test_variant(line, variant) -> None:
-    results = bootplan.run_variant(line, variant)
+    results = variant_boots.run_variant(line, variant)
     write_line_report(line)
     failed = [r for r in results if not r.passed]
     if not failed:
@@ -30,11 +31,11 @@ def boot_test_variant(line, variant) -> None:
 
 def write_line_report(line):
     """The line's matrix, JUnit XML, Markdown and HTML over every variant booted so far."""
-    results = bootplan.load_results(line, line.variants())
+    results = variant_boots.load_results(line, line.variants())
     if not results:
         return results, {}
     return results, write_reports(results, paths.line_dir(line.name) / "boot",
-                                  bootplan.kernel_records(line, line.variants()))
+                                  variant_boots.kernel_records(line, line.variants()))
 
 
 def boot_report(line) -> None:
@@ -81,7 +82,7 @@ def load_migrate_cluster(line, name: str):
 
 def migrate_test(line, name: str) -> None:
     """doit migrate-test: CRIU moves a running computation between two
-    netbooted nodes (qemu/migrate.py)."""
+    netbooted nodes (lab/migrate.py)."""
     cluster = load_migrate_cluster(line, name)
     result = migrate.run_migration(cluster, built_kernels(cluster), migrate.default_state_dir(line.name))
     steps = ", ".join(f"{step} {seconds:.2f} s" for step, seconds in result.steps.items())

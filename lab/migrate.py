@@ -5,7 +5,7 @@
 The cluster's nodes (its [migration] names source, target and optionally a
 mismatched node) PXE-boot from one server in a network namespace of our own
 (dnsmasq, ganesha: the same pieces as `doit cluster-test`) and mount:
-  * <nfs_root>: the node root of Debian packages (initrd/debroot.py),
+  * <nfs_root>: the node root of Debian packages (initrd/nfsroot_debian.py),
     exported read-only;
   * <nfs_root>-cluster: the cluster's writable export, holding nodes/<host>
     (each node's own folder) and shared/ (every node's /mfs, where the
@@ -39,13 +39,13 @@ from pathlib import Path
 from common import paths
 from common.errors import InfraError, UserError
 from common.records import jsonable
-from initrd.debroot import COUNT_SCRIPT, NODE_INIT, make_debian_root
+from initrd.nfsroot_debian import COUNT_SCRIPT, NODE_INIT, make_debian_root
 from initrd.nfsroot import make_nfsroot_initrd
-from qemu.cluster_run import node_argv, validate_kernels
-from qemu.machine import cpu_models
-from qemu.process import running
-from qemu.site import BRIDGE, VirtualSite
-from qemu.watcher import PASS, watch_stream
+from lab.cluster import node_argv, validate_kernels
+from lab.boot.machine import cpu_models
+from lab.spawn import running
+from lab.site.virtual import BRIDGE, VirtualSite
+from lab.boot.watcher import PASS, watch_stream
 from rootfs.cluster import Cluster
 from rootfs.dnsmasq import write_dnsmasq_conf
 from rootfs.tftp import BootImages, write_tftp_tree

@@ -22,13 +22,13 @@ from common import paths, safeyaml
 from common.data import read_toml, require
 from common.errors import InfraError, UserError
 from common.hashing import sha256_file
-from initrd.tasks import initrd_path
+from initrd.build import initrd_path
 from kernels import build, matrix
-from qemu.boot import KERNEL_FIRST_LINE, kernel_append
-from qemu.bootplan import boot_dir
-from qemu.machine import arch_specs, cpu_models
-from qemu.patterns import FAILURE_PATTERNS, classify_line
-from qemu.watcher import BOOT_MARKER
+from lab.boot.qemu import KERNEL_FIRST_LINE, kernel_append
+from lab.boot.variant import boot_dir
+from lab.boot.machine import arch_specs, cpu_models
+from lab.boot.patterns import FAILURE_PATTERNS, classify_line
+from lab.boot.watcher import BOOT_MARKER
 
 LAVA_PYTHON = Path("/usr/bin/python3")      # Debian's Python, where lava-common is installed
 LAVA_RUN = "lava-run"
@@ -137,7 +137,7 @@ def _kernel_args(line) -> str:
 
 
 def _lava_regex(regex: str) -> str:
-    """A pattern of qemu/patterns.py as one alternative of a bigger regex:
+    """A pattern of lab/boot/patterns.py as one alternative of a bigger regex:
     a leading global flag becomes a scoped one."""
     match = re.match(r"\(\?([a-z]+)\)", regex)
     return f"(?{match.group(1)}:{regex[match.end():]})" if match else f"(?:{regex})"
@@ -290,7 +290,7 @@ def validate_jobs(jobs: dict[str, dict]) -> None:
     if "import" in answer:
         raise InfraError(f"LAVA's schema is not installed ({answer['import']}): apt-get install lava-common")
     if answer["errors"]:
-        raise InfraError("LAVA rejects generated jobs (a bug of qemu/lava.py):\n" +
+        raise InfraError("LAVA rejects generated jobs (a bug of lab/lava.py):\n" +
                          "\n".join(f"  {name}: {message}" for name, message in sorted(answer["errors"].items())))
 
 

@@ -1,0 +1,7 @@
+"""The lab: the kernels booted and proven.  boot/ the boot test (QEMU
+machines, the console watcher, each variant's boot matrix, reports);
+site/ a virtual LTSP site network (namespace, NFS, dnsmasq); cluster.py
+NFS-root nodes and the cluster run; migrate.py CRIU migration between
+nodes; lava.py jobs for a LAVA lab, their local run and imported results;
+spawn.py the child processes (QEMU, daemons) every room starts.  May
+import common, kernels, initrd and rootfs; never release."""
