@@ -7,7 +7,7 @@ series: `patchset_hash` as KCIDB defines it), one build per built variant
 one built (a boot of an older kernel is left out, as the release gate
 leaves it).  Verdicts: pass -> PASS, fail/hang -> FAIL, infra-error ->
 ERROR.  Submitting needs KernelCI's credentials and network: `kcidb-submit`
-reads this file (README, "KernelCI")."""
+reads this file (docs/boot-tests.md, "KernelCI")."""
 import hashlib
 import json
 from pathlib import Path

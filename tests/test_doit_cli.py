@@ -103,5 +103,5 @@ def test_mosix_line_stops_early_with_what_a_site_must_do(isolated):
     result = run_doit("line=mosix-1.7.0", "kernel:pentium", env=dict(os.environ), check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "line mosix-1.7.0 cannot be built here" in output and "README" in output
+    assert "line mosix-1.7.0 cannot be built here" in output and "docs/lines.md" in output
     assert ".c:" not in output and "Traceback" not in output    # no compiler output

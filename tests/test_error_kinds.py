@@ -1,5 +1,5 @@
 """Who is at fault, through doit: each of the four error kinds ends the run
-with its own exit status (common/errors.py, README "Exit statuses") and a
+with its own exit status (common/errors.py, README, "What you type next") and a
 one-line message, never a traceback on the terminal."""
 import os
 import shutil

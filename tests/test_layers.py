@@ -1,6 +1,6 @@
 """The layers, read from the source: every product module imports only its
 own layer or the ones below it, and never a project package from inside a
-function (the way imports used to dodge cycles).  README.md's "Layers"
+function (the way imports used to dodge cycles).  README.md's "The house"
 table says the same in prose."""
 import ast
 from pathlib import Path

@@ -6,7 +6,7 @@ with rpcbind, started and stopped by the project.
 
 Why ganesha: the kernel's nfsd is not available on these machines; Debian's
 nfs-ganesha serves NFSv3 over TCP and UDP from user space.  Measured facts
-the configuration carries (README.md, "NFS root"):
+the configuration carries (docs/cluster.md, "NFS root"):
   * `Squash = No_Root_Squash`: the nodes' init runs as root and writes;
   * `PrivilegedPort = false`: QEMU's user network connects from
     unprivileged ports;
