@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common.paths import configs_dir  # noqa: E402
 from kernels import build, matrix  # noqa: E402
-from lab.cluster import boot_nfsroot, run_cluster_test  # noqa: E402
+from lab.cluster import run_cluster_test  # noqa: E402
+from lab.nfsboot import boot_nfsroot  # noqa: E402
 from rootfs.cluster import load_cluster  # noqa: E402
 from rootfs.tftp import built_kernels  # noqa: E402
 

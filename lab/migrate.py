@@ -41,11 +41,11 @@ from common.errors import InfraError, UserError
 from common.records import jsonable
 from initrd.nfsroot_debian import COUNT_SCRIPT, NODE_INIT, make_debian_root
 from initrd.nfsroot import make_nfsroot_initrd
-from lab.cluster import node_argv, validate_kernels
 from lab.boot.machine import cpu_models
-from lab.spawn import running
-from lab.site.virtual import BRIDGE, VirtualSite
 from lab.boot.watcher import PASS, watch_stream
+from lab.nodes import node_argv, validate_kernels
+from lab.site.virtual import BRIDGE, VirtualSite
+from lab.spawn import running
 from rootfs.cluster import Cluster
 from rootfs.dnsmasq import write_dnsmasq_conf
 from rootfs.tftp import BootImages, write_tftp_tree

@@ -16,6 +16,7 @@ from initrd import nfsroot
 from initrd.build import BOOT_MARKER
 from initrd.cpio import newc_archive
 from lab import cluster as cluster_run
+from lab import nfsboot, nodes
 from lab.site import netns, nfs
 from lab.site.nfs import NfsServer, find_tools, render_ganesha_conf
 from rootfs.cluster import load_cluster
@@ -248,7 +249,7 @@ LTSP-MOSIX-BOOT-OK\r
 
 
 def test_parse_init_report():
-    report = cluster_run.parse_init_report(CONSOLE)
+    report = nodes.parse_init_report(CONSOLE)
     assert report.kernel_release == "6.1.192"
     assert report.host == "node02" and report.ip == "192.168.67.11" and report.device == "eth0"
     assert report.root.startswith("192.168.67.1:/opt/ltsp/i386 / nfs ")
@@ -258,7 +259,7 @@ def test_parse_init_report():
 
 
 def test_nfsroot_append():
-    assert cluster_run.nfsroot_append("10.0.2.2", "/opt/ltsp/i386") == (
+    assert nfsboot.nfsroot_append("10.0.2.2", "/opt/ltsp/i386") == (
         "console=ttyS0,115200 panic=1 rw init=/sbin/init ip=dhcp root=/dev/nfs "
         "nfsroot=10.0.2.2:/opt/ltsp/i386,vers=3,tcp")
 
@@ -300,9 +301,9 @@ def test_interface_names_are_checked(name):
 
 def test_boot_nfsroot_checks_its_inputs_first(tmp_path):
     with pytest.raises(UserError, match="boot path"):
-        cluster_run.boot_nfsroot(tmp_path / "bzImage", tmp_path, path="floppy")
+        nfsboot.boot_nfsroot(tmp_path / "bzImage", tmp_path, path="floppy")
     with pytest.raises(UserError, match="host name"):
-        cluster_run.boot_nfsroot(tmp_path / "bzImage", tmp_path, hostname="a,b")
+        nfsboot.boot_nfsroot(tmp_path / "bzImage", tmp_path, hostname="a,b")
     with pytest.raises(UserError, match="does not exist"):
-        cluster_run.boot_nfsroot(tmp_path / "bzImage", tmp_path)
+        nfsboot.boot_nfsroot(tmp_path / "bzImage", tmp_path)
     assert list(tmp_path.iterdir()) == []

@@ -27,7 +27,7 @@ from common.hashing import sha256_file
 from initrd.build import compile_init, make_ext2_initrd
 from kernels import matrix, tree
 from lab.boot.qemu import boot_once
-from lab.cluster import boot_nfsroot
+from lab.nfsboot import boot_nfsroot
 from lab.boot.hostile import LOWMEM_END, make_hostile_bzimage, read_initrd_addr_max
 from release.gates import gate_refusals
 from tests.aptroot import AptRoot

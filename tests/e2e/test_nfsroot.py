@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from initrd.nfsroot import booted_file, parse_booted
-from lab.cluster import boot_nfsroot
+from lab.nfsboot import boot_nfsroot
 from lab.site.netns import namespace_exists
 
 pytestmark = pytest.mark.e2e
