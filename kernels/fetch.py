@@ -23,7 +23,6 @@ forces a full re-hash.  The sidecar is a cache of our own check, not a trust
 anchor: to force a full re-check, delete the `*.verified` files.
 """
 import json
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from urllib.parse import unquote, urlparse
 from common.errors import InfraError, UserError, VerificationError
 from common.hashing import sha256_file
 from common.paths import atomic_write_text, shown
-from kernels import hashes, listing, signature
+from kernels import debsource, hashes, listing, signature
 from kernels.download import DownloadError, download, download_from
 from kernels.sources import Source
 
@@ -363,46 +362,7 @@ def _write_sidecar(dest: Path, key: dict, trust: str) -> None:
 
 def fetch_debian_package(source: Source) -> FetchResult:
     """A file installed by apt, re-checked with dpkg --verify, used in place."""
-    if not source.package or not source.path:
-        raise UserError(f"source {source.name} of line {source.line}: trust = 'debian-package' "
-                        f"needs both `package` and `path`")
-    path = Path(source.path)
-    version = installed_version(source)
-    _dpkg_verify(source.package, path, source)
-    if not path.is_file():
-        raise VerificationError(f"source {source.name}: {path} is not there although package "
-                                f"{source.package} {version} is installed")
-    sha256 = sha256_file(path)
+    path, version = debsource.verified_installed_file(source)
     trust = (f"debian package {source.package} {version}: dpkg --verify clean for {path}; "
              f"sha256 recorded, not pinned")
-    return FetchResult(path, sha256, trust, package_version=version)
-
-
-def _run_dpkg(args: list[str]) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(args, capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        raise InfraError(f"{args[0]} not found: trust = 'debian-package' needs a Debian "
-                         f"system (dpkg)") from None
-
-
-def installed_version(source: Source) -> str:
-    package = source.package
-    result = _run_dpkg(["dpkg-query", "-W", "-f=${db:Status-Status}\t${Version}", package])
-    status, _, version = result.stdout.partition("\t")
-    if result.returncode != 0 or status != "installed" or not version:
-        raise InfraError(f"source {source.name} of line {source.line} needs package {package}, "
-                         f"which is not installed (status: {status or 'unknown'}): "
-                         f"apt-get install {package}")
-    return version
-
-
-def _dpkg_verify(package: str, path: Path, source: Source) -> None:
-    """dpkg --verify prints one line per changed or missing file, e.g.
-    `??5??????   /usr/src/linux-source-6.1.tar.xz` (5 = md5 differs)."""
-    result = _run_dpkg(["dpkg", "--verify", package])
-    for line in result.stdout.splitlines():
-        if line.split() and line.split()[-1] == str(path):
-            raise VerificationError(f"source {source.name}: {path} differs from what package "
-                                    f"{package} installed (dpkg --verify: {line.strip()}); "
-                                    f"reinstall it: apt-get install --reinstall {package}")
+    return FetchResult(path, sha256_file(path), trust, package_version=version)

@@ -9,7 +9,8 @@ from common.errors import UserError
 from common.hashing import cached_sha256
 from common.paths import configs_dir
 from kernels import build, buildsystem, hashes, invariants, kconfig, tree
-from kernels.fetch import fetch_source, installed_version, pin_source
+from kernels.debsource import installed_version
+from kernels.fetch import fetch_source, pin_source
 
 
 def keys_dir() -> Path:

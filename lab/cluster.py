@@ -173,6 +173,50 @@ def _judge(result: NodeResult, node, peers: list[str], root: Path, expected_kern
         result.problems.append(f"barrier: peers {report.peers}")
 
 
+def _site_files(cluster: Cluster, selected, images: dict, peers: list[str], state_dir: Path):
+    """Everything on disk first, so a mistake shows before any daemon
+    starts: the node root, the NFS-root initrd, the TFTP tree and dnsmasq's
+    config; and every node's QEMU is there.  Returns (root, dnsmasq.conf,
+    MAC -> the kernel path pxelinux must load)."""
+    root = make_node_root(state_dir / "root", compile_nfsinit(state_dir / "init"), peers)
+    initrd = make_nfsroot_initrd(state_dir / "initrd-nfsroot.cpio")
+    boot_images = {variant: BootImages(image, initrd) for variant, image in images.items()}
+    tftp = write_tftp_tree(cluster, state_dir / "tftp", boot_images, extra_append=NODE_APPEND)
+    kernel_path = {p.mac: p.kernel_path for p in pxe_nodes(cluster, boot_images, NODE_APPEND)}
+    conf = write_dnsmasq_conf(cluster, state_dir / "dnsmasq.conf", interface=BRIDGE, tftp_root=tftp)
+    for node in selected:
+        machine_for(cpu=node.cpu, nic=node.nic, mem_mb=node.memory_mb, mac=node.mac).qemu_path()
+    return root, conf, kernel_path
+
+
+def _boot_together(site: VirtualSite, cluster: Cluster, selected, results, logs: Path, timeout: float,
+                   stagger: float, state_dir: Path, say) -> None:
+    """One QEMU per node on a tap of its own, started `stagger` seconds
+    apart, all watched in threads until they end; one node down cancels
+    the others (they would wait for it in vain)."""
+    cancel = threading.Event()
+    threads: list[threading.Thread] = []
+    taps = [site.add_tap() for _ in selected]
+    try:
+        for index, (node, result, tap) in enumerate(zip(selected, results, taps)):
+            if index and cancel.wait(stagger):
+                break
+            thread = threading.Thread(
+                target=_boot_node, name=f"node-{node.name}",
+                args=(node_argv(site.namespace, cluster, node, tap), result, logs, timeout, cancel, state_dir))
+            thread.start()
+            threads.append(thread)
+            say(f"{node.name} ({node.variant_name}, {node.cpu}, {node.nic}, {node.mac}) started on {tap}")
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.5)
+    except BaseException:
+        cancel.set()
+        for thread in threads:
+            thread.join()
+        raise
+
+
 def run_cluster_test(cluster: Cluster, kernels: dict, state_dir, *, nodes=None,
                      timeout: float = CLUSTER_TIMEOUT, stagger: float = STAGGER_SECONDS,
                      stream=None) -> ClusterResults:
@@ -195,23 +239,10 @@ def run_cluster_test(cluster: Cluster, kernels: dict, state_dir, *, nodes=None,
     def say(text: str) -> None:
         print(f"[cluster {cluster.name}] {text}", file=stream, flush=True)
 
-    # Everything on disk first: a mistake shows before any daemon starts.
     peers = [str(node.ip) for node in selected]
-    root = make_node_root(state_dir / "root", compile_nfsinit(state_dir / "init"), peers)
-    initrd = make_nfsroot_initrd(state_dir / "initrd-nfsroot.cpio")
-    boot_images = {variant: BootImages(image, initrd) for variant, image in images.items()}
-    tftp = write_tftp_tree(cluster, state_dir / "tftp", boot_images, extra_append=NODE_APPEND)
-    kernel_path = {p.mac: p.kernel_path for p in pxe_nodes(cluster, boot_images, NODE_APPEND)}
-    conf = write_dnsmasq_conf(cluster, state_dir / "dnsmasq.conf", interface=BRIDGE,
-                              tftp_root=tftp)
-    for node in selected:
-        machine_for(cpu=node.cpu, nic=node.nic, mem_mb=node.memory_mb,
-                    mac=node.mac).qemu_path()
-
+    root, conf, kernel_path = _site_files(cluster, selected, images, peers, state_dir)
     results = [NodeResult(node.name, node.variant_name, node.cpu, node.nic, node.mac, str(node.ip))
                for node in selected]
-    cancel = threading.Event()
-    threads: list[threading.Thread] = []
     facts: dict = {"state_dir": state_dir}
     site = VirtualSite(cluster, state_dir, root=root, dnsmasq_conf=conf, say=say)
     namespace = site.namespace
@@ -219,27 +250,7 @@ def run_cluster_test(cluster: Cluster, kernels: dict, state_dir, *, nodes=None,
         with site:
             facts["namespace"] = namespace.name
             facts["nfs_ready_seconds"] = site.nfs_ready_seconds
-            taps = [site.add_tap() for _ in selected]
-            try:
-                for index, (node, result, tap) in enumerate(zip(selected, results, taps)):
-                    if index and cancel.wait(stagger):
-                        break
-                    thread = threading.Thread(
-                        target=_boot_node, name=f"node-{node.name}",
-                        args=(node_argv(namespace, cluster, node, tap), result, logs,
-                              timeout, cancel, state_dir))
-                    thread.start()
-                    threads.append(thread)
-                    say(f"{node.name} ({node.variant_name}, {node.cpu}, {node.nic}, {node.mac}) "
-                        f"started on {tap}")
-                for thread in threads:
-                    while thread.is_alive():
-                        thread.join(0.5)
-            except BaseException:
-                cancel.set()
-                for thread in threads:
-                    thread.join()
-                raise
+            _boot_together(site, cluster, selected, results, logs, timeout, stagger, state_dir, say)
     finally:
         facts["namespace_removed"] = bool(site.removed)
     for node, result in zip(selected, results):

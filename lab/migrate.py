@@ -42,6 +42,7 @@ from common.records import jsonable
 from initrd.nfsroot_debian import COUNT_SCRIPT, NODE_INIT, make_debian_root
 from initrd.nfsroot import make_nfsroot_initrd
 from lab.boot.machine import cpu_models
+from lab.counts import judge_history, read_history, read_progress
 from lab.boot.watcher import PASS, watch_stream
 from lab.nodes import node_argv, validate_kernels
 from lab.site.virtual import BRIDGE, VirtualSite
@@ -166,50 +167,6 @@ class Control:
         return int(rc_path.read_text().strip() or "255"), output, seconds
 
 
-def read_progress(shared: Path) -> list | None:
-    path = shared / "work" / "progress"
-    try:
-        state, count, host, pid = path.read_text().split()
-        return [state, int(count), host, int(pid)]
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def read_history(shared: Path, name: str = "history") -> list:
-    path = shared / "work" / name
-    rows = []
-    for line in path.read_text().splitlines() if path.is_file() else ():
-        state, count, host, pid = line.split()
-        rows.append([state, int(count), host, int(pid)])
-    return rows
-
-
-def judge_history(history: list, source: str, target: str, total: int) -> tuple[int | None, list[str]]:
-    """(last count on the source, problems): one computation, counting on
-    from where the source stopped, finished on the target."""
-    problems = []
-    if not history:
-        return None, ["no progress was recorded"]
-    if [row[0] for row in history].count("start") != 1 or history[0][0] != "start":
-        problems.append("the computation started more than once (restarted, not continued)")
-    if len({row[3] for row in history}) != 1:
-        problems.append(f"more than one process counted: pids {sorted({row[3] for row in history})}")
-    counts = [row[1] for row in history]
-    steps = counts[:-1] if history[-1][0] == "done" else counts     # "done" repeats the last count
-    if steps != sorted(steps) or len(set(steps)) != len(steps) or (steps and counts[-1] < steps[-1]):
-        problems.append("the count went backwards or repeated: not one computation continuing")
-    hosts = [row[2] for row in history]
-    switch = next((i for i, host in enumerate(hosts) if host != source), None)
-    if switch is None or hosts[switch:] != [target] * (len(hosts) - switch) or hosts[:switch] != [source] * switch:
-        problems.append(f"the count did not run on {source} and then only on {target}: hosts {hosts}")
-    last_source = counts[switch - 1] if switch else None
-    if history[-1][:3] != ["done", total, target]:
-        problems.append(f"the computation did not finish on {target} with {total}: last record {history[-1]}")
-    if switch is not None and switch < len(counts) and last_source is not None and counts[switch] <= last_source:
-        problems.append(f"{target} started at {counts[switch]}, not after {last_source}")
-    return last_source, problems
-
-
 def _images(folder: Path) -> tuple[int, int]:
     files = [p for p in folder.iterdir() if p.is_file() and p.suffix == ".img"]
     return sum(p.stat().st_size for p in files), len(files)
@@ -270,13 +227,7 @@ def run_migration(cluster: Cluster, kernels: dict, state_dir, *, total: int = TO
     say(f"node root {paths.shown(root.path)}: {root.files} files, {root.bytes >> 20} MB from "
         f"{len(root.packages)} Debian packages (criu {root.packages.get('criu')}, "
         f"perl-base {root.packages.get('perl-base')}), digest {root.digest[:16]}")
-    writable = state_dir / "export" / "cluster"
-    shutil.rmtree(writable, ignore_errors=True)
-    shared = writable / "shared"
-    for name in chosen:
-        (writable / "nodes" / name).mkdir(parents=True)
-        (shared / "control" / name).mkdir(parents=True)
-    (shared / "work").mkdir()
+    writable, shared = _writable_export(state_dir / "export" / "cluster", chosen)
     initrd = make_nfsroot_initrd(state_dir / "initrd-nfsroot.cpio")
     images = {variant: BootImages(kernel, initrd) for variant, kernel in kernels.items()}
     nodes_cluster = _only(cluster, chosen)
@@ -289,18 +240,7 @@ def run_migration(cluster: Cluster, kernels: dict, state_dir, *, total: int = TO
     try:
         with site, ExitStack() as stack:
             stack.callback(_stop_nodes, nodes)
-            for name in chosen:
-                node = cluster.node(name)
-                tap = site.add_tap()
-                nodes[name] = NodeVm(node_argv(site.namespace, cluster, node, tap), name, logs, state_dir)
-                nodes[name].thread.start()
-                say(f"{name} ({node.variant_name} kernel, QEMU -cpu {cpu_models()[node.cpu].qemu_cpu}) "
-                    f"started on {tap}")
-            for name in chosen:
-                nodes[name].wait_ready()
-                result.boot[name] = nodes[name].boot_seconds
-                say(f"{name} ready in {nodes[name].boot_seconds:.1f} s (PXE, NFS root, node init)")
-            result.steps["boot"] = max(result.boot.values())
+            _boot_nodes(site, cluster, chosen, nodes, result, logs, state_dir, say)
             _migrate(result, Control(shared, nodes), shared, nodes, total, step, dump_at, say)
     except (InfraError, UserError) as error:
         result.problems.append(str(error))
@@ -311,6 +251,36 @@ def run_migration(cluster: Cluster, kernels: dict, state_dir, *, total: int = TO
     say(f"{'passed' if result.passed else 'FAILED: ' + '; '.join(result.problems)} in {result.seconds} s; "
         f"namespace removed: {result.namespace_removed}")
     return result
+
+
+def _writable_export(writable: Path, chosen: list[str]) -> tuple[Path, Path]:
+    """The nodes' writable export: a folder per node, and the shared folder
+    (control files per node, the computation's work folder); (export, shared)."""
+    shutil.rmtree(writable, ignore_errors=True)
+    shared = writable / "shared"
+    for name in chosen:
+        (writable / "nodes" / name).mkdir(parents=True)
+        (shared / "control" / name).mkdir(parents=True)
+    (shared / "work").mkdir()
+    return writable, shared
+
+
+def _boot_nodes(site: VirtualSite, cluster: Cluster, chosen: list[str], nodes: dict, result,
+                logs: Path, state_dir: Path, say) -> None:
+    """Start a QEMU per chosen node on a tap of the site, then wait until
+    each runs its init from the NFS root."""
+    for name in chosen:
+        node = cluster.node(name)
+        tap = site.add_tap()
+        nodes[name] = NodeVm(node_argv(site.namespace, cluster, node, tap), name, logs, state_dir)
+        nodes[name].thread.start()
+        say(f"{name} ({node.variant_name} kernel, QEMU -cpu {cpu_models()[node.cpu].qemu_cpu}) "
+            f"started on {tap}")
+    for name in chosen:
+        nodes[name].wait_ready()
+        result.boot[name] = nodes[name].boot_seconds
+        say(f"{name} ready in {nodes[name].boot_seconds:.1f} s (PXE, NFS root, node init)")
+    result.steps["boot"] = max(result.boot.values())
 
 
 def _only(cluster: Cluster, names: list[str]) -> Cluster:

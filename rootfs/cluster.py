@@ -39,7 +39,7 @@ from common.errors import UserError
 from common.mac import normalise_mac
 from common.paths import configs_dir
 from kernels import matrix
-from kernels.fragments import parse_fragment
+from rootfs.cards import check_profile_fits_card, default_nic_profile
 
 CLUSTER_FILE = "cluster.toml"
 
@@ -298,7 +298,7 @@ def _parse_node(table: dict, header: dict, report) -> Node | None:
         profile = table.get("nic_profile", default_nic_profile(card))
         if not isinstance(profile, str):
             stop("nic_profile", f"must be a string, not {profile!r}")
-        _check_profile_fits_card(profile, card, stop)
+        check_profile_fits_card(profile, card, stop)
         memory_mb = table["memory_mb"]
         if not isinstance(memory_mb, int) or isinstance(memory_mb, bool) or memory_mb < MIN_MEMORY_MB:
             stop("memory_mb", f"must be a whole number of MB, at least {MIN_MEMORY_MB}, "
@@ -314,35 +314,6 @@ def _parse_node(table: dict, header: dict, report) -> Node | None:
         return None
     return Node(name=name, mac=mac, ip=ip, cpu=cpu, nic=card, nic_profile=profile,
                 memory_mb=memory_mb, screen=screen, variant=variant)
-
-
-def default_nic_profile(card: str) -> str:
-    """The one-driver profile named after the card where there is one
-    (3c590, epic100), else the all-driver profile (the QEMU cards)."""
-    return card if card in matrix.nic_profiles() else matrix.DEFAULT_NIC_PROFILE
-
-
-def profiles_for_card(card: str) -> list[str]:
-    """The NIC profiles whose kernels have a driver for this card."""
-    return [p for p in matrix.nic_profiles() if _profile_drives(p, card)]
-
-
-def _profile_drives(profile: str, card: str) -> bool:
-    """The profile's fragment builds in one of the drivers that bind to the
-    card (configs/cards.toml): the "all" profile fits any card."""
-    options = parse_fragment(matrix.nic_fragment(profile))
-    return any(options[s].value == "y" for s in matrix.cards()[card].drivers if s in options)
-
-
-def _check_profile_fits_card(profile: str, card: str, stop) -> None:
-    if profile not in matrix.nic_profiles():
-        stop("nic_profile", f"unknown NIC profile {profile!r}; valid profiles: "
-                            f"{', '.join(matrix.nic_profiles())}")
-    if not _profile_drives(profile, card):
-        stop("nic_profile", f"profile {profile!r} has no driver for the node's {card} card "
-                            f"({' or '.join(matrix.cards()[card].drivers)}): its kernel would find no "
-                            f"network and never mount its root; profiles that fit: "
-                            f"{', '.join(profiles_for_card(card))}")
 
 
 def variant_for(line: matrix.Line, cpu: str, nic_profile: str) -> matrix.Variant:

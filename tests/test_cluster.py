@@ -7,7 +7,8 @@ import pytest
 
 from common.errors import UserError
 from kernels import matrix
-from rootfs.cluster import default_cluster_path, default_nic_profile, load_cluster, profiles_for_card
+from rootfs.cards import default_nic_profile, profiles_for_card
+from rootfs.cluster import default_cluster_path, load_cluster
 from tests.conftest import FIXTURES
 
 BROKEN = FIXTURES / "clusters"

@@ -2,6 +2,7 @@
 own layer or the ones below it, and never a project package from inside a
 function (the way imports used to dodge cycles).  README.md's "The house"
 table says the same in prose."""
+import re
 import ast
 from pathlib import Path
 
@@ -80,3 +81,10 @@ def test_the_build_system_is_asked_of_its_object_only():
             if "config_system" in text and ("==" in text or "!=" in text):
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {text.strip()}")
     assert offenders == []
+
+
+def test_the_house_table_lists_every_module():
+    """docs/house.md names every product module once, and none that is gone."""
+    listed = re.findall(r"^\| [^|]+ \| `([^`]+)` \|", (ROOT / "docs" / "house.md").read_text(), flags=re.M)
+    modules = sorted(p.relative_to(ROOT).as_posix() for p in product_modules())
+    assert sorted(listed) == modules, (sorted(set(modules) - set(listed)), sorted(set(listed) - set(modules)))

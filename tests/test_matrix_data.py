@@ -10,7 +10,8 @@ from kernels import matrix
 from lab.boot.variant import boot_cases
 from lab.boot.machine import machine_for
 from release.package import kernel_package_name
-from rootfs.cluster import load_cluster, profiles_for_card
+from rootfs.cards import profiles_for_card
+from rootfs.cluster import load_cluster
 from tests.conftest import run_doit
 
 P2_FRAGMENT = "# Pentium II (a new CPU variant of the tests).\nCONFIG_M686=y\n# CONFIG_SMP is not set\n"

@@ -11,7 +11,8 @@ import pytest
 from common.errors import UserError
 from initrd import nfsroot_debian
 from kernels import matrix
-from lab.migrate import judge_history, run_migration
+from lab.counts import judge_history
+from lab.migrate import run_migration
 from lab.site.nfs import render_ganesha_conf
 from rootfs.cluster import load_cluster
 from tests.conftest import ROOT
