@@ -2,8 +2,8 @@
 own layer or the ones below it, and never a project package from inside a
 function (the way imports used to dodge cycles).  README.md's "The house"
 table says the same in prose."""
-import re
 import ast
+import re
 from pathlib import Path
 
 from tests.conftest import ROOT
