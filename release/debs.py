@@ -24,7 +24,10 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
+import textwrap
+import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
@@ -33,7 +36,7 @@ from debian.changelog import Changelog
 from debian.deb822 import Deb822
 from debian.debian_support import Version, version_compare
 
-from common.errors import InfraError, UserError
+from common.errors import InfraError, UserError, VerificationError
 from rootfs.layout import PackageLayout, PackageSettings
 
 PREFIX = "ltsp-mosix"
@@ -121,18 +124,23 @@ def build_deb(spec: DebSpec, out_dir: Path, *, epoch: int, settings: PackageSett
 
 
 def contents(deb: Path) -> dict[str, str]:
-    """Regular files of a built package: path on the server -> sha256, read
-    back from the archive by dpkg-deb (what dpkg will install)."""
-    import tarfile
-    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE) as proc:
+    """Regular files of a package: path on the server -> sha256, read from
+    its data archive by dpkg-deb (what dpkg installs).  The release records
+    them; verify-release checks the kernel among them.  An archive dpkg-deb
+    cannot read is a VerificationError naming the package."""
+    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL) as proc:
         listing = {}
-        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-            for member in tar:
-                if member.isfile():
-                    digest = hashlib.sha256(tar.extractfile(member).read()).hexdigest()
-                    listing["/" + member.name.lstrip("./")] = digest
+        try:
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+                for member in tar:
+                    if member.isfile():
+                        digest = hashlib.sha256(tar.extractfile(member).read()).hexdigest()
+                        listing["/" + member.name.lstrip("./")] = digest
+        except tarfile.TarError as error:
+            raise VerificationError(f"{deb}: not a readable Debian package ({error})") from None
     if proc.returncode != 0:
-        raise InfraError(f"dpkg-deb cannot read {deb}")
+        raise VerificationError(f"{deb}: not a readable Debian package (dpkg-deb exit {proc.returncode})")
     return dict(sorted(listing.items()))
 
 
@@ -233,7 +241,6 @@ def _paragraphs(details: list[str]) -> list[str]:
 
 
 def _wrap(text: str, width: int = 78) -> list[str]:
-    import textwrap
     return textwrap.wrap(text, width=width, break_long_words=False, break_on_hyphens=False) or [""]
 
 
@@ -252,7 +259,6 @@ def _changelog(spec: DebSpec, epoch: int, settings: PackageSettings) -> str:
 
 
 def _copyright(spec: DebSpec, epoch: int) -> str:
-    import time
     year = time.gmtime(epoch).tm_year
     header = Deb822()
     header["Format"] = "https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/"

@@ -8,12 +8,9 @@ repository does not account for.  Every file it reads must be a regular
 file inside the release folder: a symlink to identical bytes elsewhere
 would verify, yet what a site installs would come from outside what was
 signed."""
-import hashlib
 import json
 import os
 import stat
-import subprocess
-import tarfile
 from pathlib import Path
 
 from debian.deb822 import Deb822
@@ -22,6 +19,7 @@ from common.errors import VerificationError
 from common.hashing import sha256_file
 from kernels.signature import verify_clearsigned, verify_signature
 from kernels.sources import Signature
+from release import debs
 
 SUMS = "SHA256SUMS"
 SIGNATURE = "SHA256SUMS.asc"
@@ -210,17 +208,7 @@ def verify_repository(directory: Path, apt: dict, fingerprint: str, keys_dir: Pa
 def _check_kernel_in_deb(deb: Path, entry: dict) -> None:
     """The package's kernel, read out of its data archive, is the bzImage
     the boot test booted (build.json, the gate's record)."""
-    wanted = "." + entry["kernel_path"]
-    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE) as proc:
-        found = None
-        try:
-            with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-                for member in tar:
-                    if member.name == wanted and member.isfile():
-                        found = hashlib.sha256(tar.extractfile(member).read()).hexdigest()
-        except tarfile.TarError as error:
-            raise VerificationError(f"{deb}: not a readable Debian package ({error})") from None
+    found = debs.contents(deb).get(entry["kernel_path"])
     if found is None:
         raise VerificationError(f"{deb}: holds no {entry['kernel_path']}")
     if found != entry["bzImage_sha256"]:

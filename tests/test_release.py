@@ -546,3 +546,12 @@ def test_doit_verify_release_refuses_a_link_or_a_malformed_manifest_as_bad_input
                       env=project_env(), check=False)
     said = result.stdout + result.stderr
     assert result.returncode == 3 and named in said and "Traceback" not in said, said[-1500:]
+
+
+def test_a_package_dpkg_cannot_read_is_named(published):
+    """A .deb that is not an archive: the reading itself is refused by name."""
+    from release import debs
+    broken = published / "broken.deb"
+    broken.write_bytes(b"!<arch>\nnot really\n")
+    with pytest.raises(VerificationError, match="broken.deb: not a readable Debian package"):
+        debs.contents(broken)
